@@ -1,0 +1,610 @@
+//! Bytes → [`Event`], or a [`DecodeError`] that names the field and the problem.
+//!
+//! One pass of serde into [`RawEvent`], whose fields accept any JSON value and remember its kind,
+//! then checks per event type. Loose fields matter: the contract ignores unknown and irrelevant
+//! fields, so a `status: 5` on a discipline event is fine, while the same on an attendance event is
+//! bad input; only the type decides which fields are checked. The decoder never panics.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use time::{Date, Month, OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::event::{
+    AdvocateContact, AttendanceStatus, DisciplineAction, Event, EventBody, EventKind, Mark,
+    RecordedAt, Subject,
+};
+
+/// Why an input message is not a valid v1 event. Bad input: dead-letter it and go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{problem}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct DecodeError {
+    /// `type.field` (e.g. `attendance.status`), or `None` when the message as a whole is wrong.
+    pub field: Option<String>,
+    pub problem: String,
+}
+
+impl DecodeError {
+    fn whole(problem: impl Into<String>) -> Self {
+        DecodeError {
+            field: None,
+            problem: problem.into(),
+        }
+    }
+
+    /// A short, bounded label for metrics (never any input text).
+    pub fn reason_label(&self) -> &'static str {
+        if self.field.is_none() {
+            "malformed"
+        } else if self.problem.starts_with("missing") {
+            "missing_field"
+        } else {
+            "invalid_field"
+        }
+    }
+}
+
+/// Decodes one JSON message (event contract v1).
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let raw: RawEvent<'_> = serde_json::from_slice::<JsonObject<_>>(bytes)
+        .map(|o| o.0)
+        .map_err(|e| {
+            if e.is_data() {
+                DecodeError::whole(format!("not an event: {e}"))
+            } else {
+                DecodeError::whole(format!("invalid JSON: {e}"))
+            }
+        })?;
+    raw.validate()
+}
+
+/// Only a JSON object: a derived struct would also take an array of its fields in order.
+struct JsonObject<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(JsonObject)
+    }
+}
+
+/// A JSON value as the decoder saw it; objects keep only the advocate fields.
+#[derive(Debug, Default)]
+enum Field<'a> {
+    #[default]
+    Missing,
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(Cow<'a, str>),
+    Array,
+    Object(Box<RawAdvocate<'a>>),
+}
+
+impl Field<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Field::Missing => "nothing",
+            Field::Null => "null",
+            Field::Bool(_) => "a boolean",
+            Field::Num(_) => "a number",
+            Field::Str(_) => "a string",
+            Field::Array => "an array",
+            Field::Object(_) => "an object",
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FieldVisitor<'a>(std::marker::PhantomData<Field<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
+    type Value = Field<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Field::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Field::Num(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Field::Num(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let adv = RawAdvocate::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(Field::Object(Box::new(adv)))
+    }
+}
+
+/// Every field any event type defines; which ones are checked depends on `type`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Field<'a>,
+    #[serde(borrow)]
+    event_id: Field<'a>,
+    #[serde(borrow)]
+    student_id: Field<'a>,
+    #[serde(borrow)]
+    school_id: Field<'a>,
+    #[serde(borrow)]
+    date: Field<'a>,
+    #[serde(borrow)]
+    recorded_at: Field<'a>,
+    #[serde(borrow)]
+    status: Field<'a>,
+    #[serde(borrow)]
+    referral_id: Field<'a>,
+    #[serde(borrow)]
+    behavior: Field<'a>,
+    #[serde(borrow)]
+    action: Field<'a>,
+    #[serde(borrow)]
+    action_days: Field<'a>,
+    #[serde(borrow)]
+    retracted: Field<'a>,
+    #[serde(borrow)]
+    section_id: Field<'a>,
+    #[serde(borrow)]
+    course_code: Field<'a>,
+    #[serde(borrow)]
+    subject: Field<'a>,
+    #[serde(borrow)]
+    grading_period: Field<'a>,
+    #[serde(borrow)]
+    letter_grade: Field<'a>,
+    #[serde(borrow)]
+    numeric_grade: Field<'a>,
+    #[serde(borrow)]
+    advocate_id: Field<'a>,
+    #[serde(borrow)]
+    advocate: Field<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawAdvocate<'a> {
+    #[serde(borrow)]
+    name: Field<'a>,
+    #[serde(borrow)]
+    email: Field<'a>,
+    #[serde(borrow)]
+    webhook_url: Field<'a>,
+    #[serde(borrow)]
+    timezone: Field<'a>,
+}
+
+/// Checks fields of one event type; `prefix` is the type (or `assignment.advocate`).
+struct Checker<'p> {
+    prefix: &'p str,
+}
+
+impl Checker<'_> {
+    fn err(&self, name: &str, problem: impl Into<String>) -> DecodeError {
+        DecodeError {
+            field: Some(format!("{}.{name}", self.prefix)),
+            problem: problem.into(),
+        }
+    }
+
+    fn wrong(&self, name: &str, expected: &str, got: &Field<'_>) -> DecodeError {
+        match got {
+            Field::Missing => self.err(name, "missing required field"),
+            other => self.err(name, format!("expected {expected}, got {}", other.kind())),
+        }
+    }
+
+    /// A required, non-empty string.
+    fn id(&self, name: &str, f: Field<'_>) -> Result<String, DecodeError> {
+        match f {
+            Field::Str(s) if !s.is_empty() => Ok(s.into_owned()),
+            Field::Str(_) => Err(self.err(name, "must not be empty")),
+            other => Err(self.wrong(name, "a non-empty string", &other)),
+        }
+    }
+
+    /// An optional string: absent and `null` are the same.
+    fn opt_str(&self, name: &str, f: Field<'_>) -> Result<Option<String>, DecodeError> {
+        match f {
+            Field::Missing | Field::Null => Ok(None),
+            Field::Str(s) => Ok(Some(s.into_owned())),
+            other => Err(self.wrong(name, "a string", &other)),
+        }
+    }
+
+    fn one_of<T: Copy>(
+        &self,
+        name: &str,
+        f: &Field<'_>,
+        names: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, DecodeError> {
+        let expected = || format!("one of {}", names.join(", "));
+        match f {
+            Field::Str(s) => parse(s).ok_or_else(|| {
+                self.err(name, format!("expected {}, got {}", expected(), quoted(s)))
+            }),
+            other => Err(self.wrong(name, &expected(), other)),
+        }
+    }
+
+    /// An optional flag: absent and `null` are `false`.
+    fn opt_bool(&self, name: &str, f: &Field<'_>) -> Result<bool, DecodeError> {
+        match f {
+            Field::Missing | Field::Null => Ok(false),
+            Field::Bool(b) => Ok(*b),
+            other => Err(self.wrong(name, "true or false", other)),
+        }
+    }
+
+    /// An optional number within `[min, max]`: absent and `null` are `None`.
+    fn opt_num(
+        &self,
+        name: &str,
+        f: &Field<'_>,
+        min: f64,
+        max: f64,
+    ) -> Result<Option<f64>, DecodeError> {
+        match f {
+            Field::Missing | Field::Null => Ok(None),
+            Field::Num(n) if (min..=max).contains(n) => Ok(Some(*n)),
+            Field::Num(n) => Err(self.err(
+                name,
+                format!("expected a number from {min} to {max}, got {n}"),
+            )),
+            other => Err(self.wrong(name, "a number", other)),
+        }
+    }
+
+    fn date(&self, f: &Field<'_>) -> Result<Date, DecodeError> {
+        match f {
+            Field::Str(s) => parse_date(s).ok_or_else(|| {
+                self.err(
+                    "date",
+                    format!("expected a calendar date YYYY-MM-DD, got {}", quoted(s)),
+                )
+            }),
+            other => Err(self.wrong("date", "a date string YYYY-MM-DD", other)),
+        }
+    }
+
+    fn recorded_at(&self, f: &Field<'_>) -> Result<RecordedAt, DecodeError> {
+        let bad = |s: &str| {
+            self.err(
+                "recorded_at",
+                format!(
+                    "expected an RFC 3339 timestamp like 2026-09-01T08:40:00-04:00, got {}",
+                    quoted(s)
+                ),
+            )
+        };
+        match f {
+            Field::Str(s) => {
+                let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| bad(s))?;
+                let nanos = i64::try_from(t.unix_timestamp_nanos()).map_err(|_| {
+                    self.err(
+                        "recorded_at",
+                        format!(
+                            "must lie between the years 1678 and 2261, got {}",
+                            quoted(s)
+                        ),
+                    )
+                })?;
+                Ok(RecordedAt(nanos))
+            }
+            other => Err(self.wrong("recorded_at", "an RFC 3339 timestamp string", other)),
+        }
+    }
+}
+
+impl<'a> RawEvent<'a> {
+    fn validate(self) -> Result<Event, DecodeError> {
+        let kind = match &self.ty {
+            Field::Str(s) => EventKind::parse(s).ok_or_else(|| DecodeError {
+                field: Some("type".into()),
+                problem: format!(
+                    "expected one of {}, got {}",
+                    EventKind::NAMES.join(", "),
+                    quoted(s)
+                ),
+            })?,
+            Field::Missing => {
+                return Err(DecodeError {
+                    field: Some("type".into()),
+                    problem: "missing required field".into(),
+                });
+            }
+            other => {
+                return Err(DecodeError {
+                    field: Some("type".into()),
+                    problem: format!("expected a string, got {}", other.kind()),
+                });
+            }
+        };
+        let c = Checker {
+            prefix: kind.as_str(),
+        };
+        let event_id = c.id("event_id", self.event_id)?;
+        let student_id = c.id("student_id", self.student_id)?;
+        let school_id = c.id("school_id", self.school_id)?;
+        let date = c.date(&self.date)?;
+        let recorded_at = c.recorded_at(&self.recorded_at)?;
+        let body = match kind {
+            EventKind::Attendance => EventBody::AttendanceRecorded {
+                status: c.one_of(
+                    "status",
+                    &self.status,
+                    AttendanceStatus::NAMES,
+                    AttendanceStatus::parse,
+                )?,
+            },
+            EventKind::Discipline => {
+                let referral_id = c.id("referral_id", self.referral_id)?;
+                // Checked for the contract, then dropped: behavior text never enters state.
+                match &self.behavior {
+                    Field::Str(_) => {}
+                    other => return Err(c.wrong("behavior", "a string", other)),
+                }
+                EventBody::ReferralRecorded {
+                    referral_id,
+                    action: c.one_of(
+                        "action",
+                        &self.action,
+                        DisciplineAction::NAMES,
+                        DisciplineAction::parse,
+                    )?,
+                    action_days: c.opt_num("action_days", &self.action_days, 0.0, f64::MAX)?,
+                    retracted: c.opt_bool("retracted", &self.retracted)?,
+                }
+            }
+            EventKind::Grade => {
+                let section_id = c.id("section_id", self.section_id)?;
+                let course_code = c.id("course_code", self.course_code)?;
+                let subject = c.one_of("subject", &self.subject, Subject::NAMES, Subject::parse)?;
+                let grading_period = c.id("grading_period", self.grading_period)?;
+                let letter = match &self.letter_grade {
+                    Field::Missing | Field::Null => None,
+                    Field::Str(s) => Some(parse_letter(s).ok_or_else(|| {
+                        c.err(
+                            "letter_grade",
+                            format!("expected A to F with an optional + or -, got {}", quoted(s)),
+                        )
+                    })?),
+                    other => return Err(c.wrong("letter_grade", "a string", other)),
+                };
+                let numeric = c.opt_num("numeric_grade", &self.numeric_grade, 0.0, 100.0)?;
+                if letter.is_none() && numeric.is_none() {
+                    return Err(c.err(
+                        "letter_grade",
+                        "missing: give letter_grade, numeric_grade or both",
+                    ));
+                }
+                EventBody::GradePosted {
+                    section_id,
+                    course_code,
+                    subject,
+                    grading_period,
+                    mark: Mark { letter, numeric },
+                    retracted: c.opt_bool("retracted", &self.retracted)?,
+                }
+            }
+            EventKind::Assignment => {
+                let advocate_id = match self.advocate_id {
+                    Field::Null => None,
+                    other => Some(c.id("advocate_id", other)?),
+                };
+                let advocate = match self.advocate {
+                    Field::Missing | Field::Null => None,
+                    Field::Object(raw) => {
+                        let a = Checker {
+                            prefix: "assignment.advocate",
+                        };
+                        Some(AdvocateContact {
+                            name: a.opt_str("name", raw.name)?,
+                            email: a.opt_str("email", raw.email)?,
+                            webhook_url: a.opt_str("webhook_url", raw.webhook_url)?,
+                            timezone: a.opt_str("timezone", raw.timezone)?,
+                        })
+                    }
+                    other => return Err(c.wrong("advocate", "an object", &other)),
+                };
+                EventBody::AdvocateAssigned {
+                    advocate_id,
+                    advocate,
+                }
+            }
+        };
+        Ok(Event {
+            event_id,
+            student_id,
+            school_id,
+            date,
+            recorded_at,
+            body,
+        })
+    }
+}
+
+/// Quotes input text for an error message, cut short so a huge field cannot flood a log.
+fn quoted(s: &str) -> String {
+    const MAX: usize = 40;
+    match s.char_indices().nth(MAX) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}…", &s[..cut]),
+    }
+}
+
+/// Strict `YYYY-MM-DD` with a real calendar day.
+pub fn parse_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
+        })
+    };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    let month = Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+    let day = u8::try_from(num(8..10)?).ok()?;
+    Date::from_calendar_date(year, month, day).ok()
+}
+
+fn parse_letter(s: &str) -> Option<[u8; 2]> {
+    match s.as_bytes() {
+        [l @ b'A'..=b'F'] => Some([*l, b' ']),
+        [l @ b'A'..=b'F', m @ (b'+' | b'-')] => Some([*l, *m]),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attendance(status: &str) -> String {
+        format!(
+            r#"{{"type":"attendance","event_id":"e1","student_id":"s1","school_id":"h1","date":"2026-09-01","recorded_at":"2026-09-01T08:40:00-04:00","status":{status}}}"#
+        )
+    }
+
+    #[test]
+    fn a_valid_attendance_event_decodes() {
+        let e = decode(attendance("\"absent_unexcused\"").as_bytes()).unwrap();
+        assert_eq!(e.student_id, "s1");
+        assert_eq!(
+            e.body,
+            EventBody::AttendanceRecorded {
+                status: AttendanceStatus::AbsentUnexcused
+            }
+        );
+        assert_eq!(e.recorded_at, RecordedAt(1_788_266_400_000_000_000));
+    }
+
+    #[test]
+    fn a_misspelled_status_names_the_field_and_the_choices() {
+        let err = decode(attendance("\"absnt\"").as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "attendance.status: expected one of present, tardy, absent_excused, absent_unexcused, retracted, got \"absnt\""
+        );
+    }
+
+    #[test]
+    fn an_ill_typed_field_says_what_it_got() {
+        let err = decode(attendance("5").as_bytes()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("attendance.status"));
+        assert!(err.problem.contains("got a number"), "{err}");
+    }
+
+    #[test]
+    fn fields_of_other_types_are_ignored_whatever_their_type() {
+        let json =
+            attendance("\"present\"").replace("\"status\"", "\"action\":[1,{\"a\":2}],\"status\"");
+        assert!(decode(json.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn impossible_dates_and_timestamps_are_rejected() {
+        let json = attendance("\"present\"").replace("2026-09-01\"", "2026-02-30\"");
+        assert_eq!(
+            decode(json.as_bytes()).unwrap_err().field.as_deref(),
+            Some("attendance.date")
+        );
+        let json = attendance("\"present\"").replace("T08:40:00-04:00", " 08:40");
+        assert_eq!(
+            decode(json.as_bytes()).unwrap_err().field.as_deref(),
+            Some("attendance.recorded_at")
+        );
+    }
+
+    #[test]
+    fn non_objects_and_broken_json_are_whole_message_errors() {
+        for bad in ["[1,2]", "\"x\"", "{\"type\":", "", "\u{0}"] {
+            let err = decode(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.field, None, "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn assignment_with_null_advocate_ends_the_assignment() {
+        let json = r#"{"type":"assignment","event_id":"a1","student_id":"s1","school_id":"h1","date":"2026-09-01","recorded_at":"2026-09-01T08:00:00Z","advocate_id":null}"#;
+        let e = decode(json.as_bytes()).unwrap();
+        assert_eq!(
+            e.body,
+            EventBody::AdvocateAssigned {
+                advocate_id: None,
+                advocate: None
+            }
+        );
+        let missing = json.replace(",\"advocate_id\":null", "");
+        assert_eq!(
+            decode(missing.as_bytes()).unwrap_err().to_string(),
+            "assignment.advocate_id: missing required field"
+        );
+    }
+
+    #[test]
+    fn a_grade_needs_a_letter_or_a_number() {
+        let base = r#"{"type":"grade","event_id":"g1","student_id":"s1","school_id":"h1","date":"2026-11-01","recorded_at":"2026-11-01T08:00:00Z","section_id":"x","course_code":"ALG1","subject":"math","grading_period":"2026-Q1""#;
+        assert!(decode(format!("{base}}}").as_bytes()).is_err());
+        let e = decode(format!("{base},\"letter_grade\":\"D+\"}}").as_bytes()).unwrap();
+        let EventBody::GradePosted { mark, .. } = e.body else {
+            panic!("not a grade")
+        };
+        assert_eq!(mark.letter, Some(*b"D+"));
+        assert!(decode(format!("{base},\"numeric_grade\":101}}").as_bytes()).is_err());
+        assert!(decode(format!("{base},\"letter_grade\":\"G\"}}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn long_bad_values_are_cut_short_in_messages() {
+        let long = format!("\"{}\"", "x".repeat(10_000));
+        let err = decode(attendance(&long).as_bytes()).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+}

@@ -1,0 +1,174 @@
+//! Typed input events (event contract v1), as the decoder hands them to the fold.
+//!
+//! Only what ontrack uses is kept: a discipline referral's `behavior` text is validated by the
+//! decoder and then dropped, so it can never reach state, logs or notifications.
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+/// When the SIS recorded a record: nanoseconds since the Unix epoch (UTC).
+///
+/// Comparing instants, not strings, makes `2026-09-01T09:00:00+01:00` and
+/// `2026-09-01T08:00:00Z` the same moment, as RFC 3339 says they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordedAt(pub i64);
+
+/// One decoded input event: the common fields and what the type adds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub student_id: String,
+    pub school_id: String,
+    /// School-local calendar date the record is about.
+    pub date: Date,
+    pub recorded_at: RecordedAt,
+    pub body: EventBody,
+}
+
+/// What happened, by event type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    AttendanceRecorded {
+        status: AttendanceStatus,
+    },
+    ReferralRecorded {
+        referral_id: String,
+        action: DisciplineAction,
+        action_days: Option<f64>,
+        retracted: bool,
+    },
+    GradePosted {
+        section_id: String,
+        course_code: String,
+        subject: Subject,
+        grading_period: String,
+        mark: Mark,
+        retracted: bool,
+    },
+    AdvocateAssigned {
+        /// `None` ends the student's assignment.
+        advocate_id: Option<String>,
+        advocate: Option<AdvocateContact>,
+    },
+}
+
+impl Event {
+    /// The contract's `type` of this event.
+    pub fn kind(&self) -> EventKind {
+        match self.body {
+            EventBody::AttendanceRecorded { .. } => EventKind::Attendance,
+            EventBody::ReferralRecorded { .. } => EventKind::Discipline,
+            EventBody::GradePosted { .. } => EventKind::Grade,
+            EventBody::AdvocateAssigned { .. } => EventKind::Assignment,
+        }
+    }
+}
+
+wire_enum!(
+    /// The `type` field of the event contract; each kind has its own input topic.
+    EventKind {
+        Attendance = "attendance",
+        Discipline = "discipline",
+        Grade = "grade",
+        Assignment = "assignment",
+    }
+);
+
+wire_enum!(
+    /// `attendance.status`.
+    AttendanceStatus {
+        Present = "present",
+        Tardy = "tardy",
+        AbsentExcused = "absent_excused",
+        AbsentUnexcused = "absent_unexcused",
+        Retracted = "retracted",
+    }
+);
+
+impl AttendanceStatus {
+    pub fn is_absence(self) -> bool {
+        matches!(
+            self,
+            AttendanceStatus::AbsentExcused | AttendanceStatus::AbsentUnexcused
+        )
+    }
+}
+
+wire_enum!(
+    /// `discipline.action`.
+    DisciplineAction {
+        None = "none",
+        Detention = "detention",
+        InSchoolSuspension = "in_school_suspension",
+        OutOfSchoolSuspension = "out_of_school_suspension",
+        Expulsion = "expulsion",
+    }
+);
+
+impl DisciplineAction {
+    /// Actions that count as `suspensions` in the behavior rule.
+    pub fn is_suspension(self) -> bool {
+        matches!(
+            self,
+            DisciplineAction::InSchoolSuspension
+                | DisciplineAction::OutOfSchoolSuspension
+                | DisciplineAction::Expulsion
+        )
+    }
+}
+
+wire_enum!(
+    /// `grade.subject`.
+    Subject {
+        Ela = "ela",
+        Math = "math",
+        Science = "science",
+        SocialStudies = "social_studies",
+        Other = "other",
+    }
+);
+
+impl Subject {
+    pub fn is_core(self) -> bool {
+        !matches!(self, Subject::Other)
+    }
+}
+
+/// A posted mark: a letter grade, a numeric grade, or both (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The letter (`b'A'..=b'F'`) and an optional `+`/`-`, as two ASCII bytes (`b' '` for none).
+    pub letter: Option<[u8; 2]>,
+    pub numeric: Option<f64>,
+}
+
+/// A mark's band for the course-performance rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkBand {
+    F,
+    D,
+    Passing,
+}
+
+impl Mark {
+    /// The letter decides when there is one; otherwise the numeric grade against the thresholds.
+    pub fn band(&self, f_below: f64, d_below: f64) -> MarkBand {
+        match (self.letter, self.numeric) {
+            (Some([b'F', _]), _) => MarkBand::F,
+            (Some([b'D', _]), _) => MarkBand::D,
+            (Some(_), _) => MarkBand::Passing,
+            (None, Some(n)) if n < f_below => MarkBand::F,
+            (None, Some(n)) if n < d_below => MarkBand::D,
+            (None, _) => MarkBand::Passing,
+        }
+    }
+}
+
+/// Contact details of an advocate; the latest record for an advocate wins.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AdvocateContact {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub webhook_url: Option<String>,
+    pub timezone: Option<String>,
+}

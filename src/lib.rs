@@ -1,0 +1,8 @@
+//! ontrack: live early-warning flags for students at risk of dropping out.
+//!
+//! [`core`] is the pure heart (decode → fold → rules); [`output`] renders flag events;
+//! [`replay`] runs the core over a JSON-Lines export.
+
+pub mod core;
+pub mod output;
+pub mod replay;

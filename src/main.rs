@@ -1,0 +1,118 @@
+//! The `ontrack` binary: parses the command line and hands over to the library.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+
+use ontrack::core::Rules;
+use ontrack::replay::replay;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ontrack",
+    version,
+    about = "Live early-warning flags for students at risk of dropping out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the rules offline over a JSON-Lines export of events (back-testing).
+    Replay {
+        /// Events, one JSON object per line, any type; `-` reads standard input.
+        #[arg(long, value_name = "FILE.jsonl")]
+        events: PathBuf,
+        /// Where the flag events go, in emission order; `-` writes standard output.
+        #[arg(long, value_name = "FLAGS.jsonl")]
+        out: PathBuf,
+        /// Rules file (TOML); every key is optional and defaults to DESIGN.md's rules.
+        #[arg(long, value_name = "FILE.toml")]
+        rules: Option<PathBuf>,
+        /// Where rejected lines go, with their line number and reason
+        /// [default: FLAGS.jsonl.rejected].
+        #[arg(long, value_name = "FILE")]
+        dead_letter: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ontrack: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Replay {
+            events,
+            out,
+            rules,
+            dead_letter,
+        } => {
+            let rules = load_rules(rules.as_ref())?;
+            let dash = |p: &PathBuf| p.as_os_str() == "-";
+            let dead_letter = dead_letter.unwrap_or_else(|| {
+                if dash(&out) {
+                    PathBuf::from("replay.rejected")
+                } else {
+                    let mut p = out.clone().into_os_string();
+                    p.push(".rejected");
+                    PathBuf::from(p)
+                }
+            });
+            let input: Box<dyn io::BufRead> = if dash(&events) {
+                Box::new(io::stdin().lock())
+            } else {
+                let f = File::open(&events)
+                    .with_context(|| format!("--events {}: cannot open", events.display()))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            };
+            let output: Box<dyn Write> = if dash(&out) {
+                Box::new(BufWriter::new(io::stdout().lock()))
+            } else {
+                let f = File::create(&out)
+                    .with_context(|| format!("--out {}: cannot create", out.display()))?;
+                Box::new(BufWriter::with_capacity(1 << 20, f))
+            };
+            let rejected = File::create(&dead_letter).with_context(|| {
+                format!("--dead-letter {}: cannot create", dead_letter.display())
+            })?;
+            let summary = replay(
+                input,
+                output,
+                BufWriter::new(rejected),
+                &rules,
+                OffsetDateTime::now_utc,
+                |line, err| eprintln!("line {line}: {err}"),
+            )
+            .context("replay failed")?;
+            eprint!("{summary}");
+            if summary.rejected > 0 {
+                eprintln!("rejected lines: {}", dead_letter.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_rules(path: Option<&PathBuf>) -> anyhow::Result<Rules> {
+    let Some(path) = path else {
+        return Ok(Rules::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--rules {}: cannot read", path.display()))?;
+    Rules::from_toml(&text).with_context(|| format!("rules file {}", path.display()))
+}
