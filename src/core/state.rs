@@ -145,19 +145,22 @@ impl StudentState {
 
         let mut changes = Vec::new();
         let year = self.latest_date().map(|d| rules.school_year_of(d));
-        if year != self.current_year {
-            if self.current_year.is_some() {
-                for flag in Flag::ALL {
-                    if self.raised[flag.index()].is_some() {
-                        changes.push(self.clear(*flag, event, None));
-                    }
+        // A move to another school year (forward, or back when the only later record was
+        // retracted) first clears every raised flag, with no evidence: the figures they stood on
+        // belong to a year that no longer counts.
+        if let (Some(old), Some(new)) = (self.current_year, year)
+            && old != new
+        {
+            for flag in Flag::ALL {
+                if self.is_raised(*flag) {
+                    changes.push(self.clear(*flag, event, None));
                 }
             }
-            self.current_year = year;
         }
-        if let Some((year, figures)) = self.figures(rules) {
-            self.evaluate(year, &figures, rules, event, &mut changes);
-        }
+        // With no record left at all there is no school year: the rules see empty figures.
+        self.current_year = year;
+        let figures = self.figures(rules).map(|(_, f)| f).unwrap_or_default();
+        self.evaluate(year, &figures, rules, event, &mut changes);
         Outcome::Applied(changes)
     }
 
@@ -353,7 +356,7 @@ impl StudentState {
     /// Runs the five rules in table order; each sees the flags above it already updated.
     fn evaluate(
         &mut self,
-        year: SchoolYear,
+        year: Option<SchoolYear>,
         f: &Figures,
         rules: &Rules,
         event: &Event,
@@ -409,9 +412,9 @@ impl StudentState {
                     (holds, !holds, Evidence::OffTrack { indicators })
                 }
             };
-            match (self.is_raised(flag), raise, clear) {
-                (false, true, _) => out.push(self.raise(flag, year, event, evidence)),
-                (true, _, true) => out.push(self.clear(flag, event, Some(evidence))),
+            match (self.is_raised(flag), raise, clear, year) {
+                (false, true, _, Some(year)) => out.push(self.raise(flag, year, event, evidence)),
+                (true, _, true, _) => out.push(self.clear(flag, event, Some(evidence))),
                 _ => {}
             }
         }

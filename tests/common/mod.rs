@@ -1,0 +1,88 @@
+//! Synthetic events for tests, built as contract JSON and decoded, so every test also goes
+//! through the decoder.
+#![allow(dead_code)]
+
+use ontrack::core::{Event, FlagChange, Outcome, Rules, StudentState, decode};
+use serde_json::{Value, json};
+
+pub const STUDENT: &str = "stu-0001";
+
+/// Common fields; `recorded_at` defaults to 08:00 UTC on the event's date.
+pub fn base(kind: &str, id: &str, date: &str) -> Value {
+    json!({
+        "type": kind,
+        "event_id": id,
+        "student_id": STUDENT,
+        "school_id": "sch-01",
+        "date": date,
+        "recorded_at": format!("{date}T08:00:00Z"),
+    })
+}
+
+pub fn with(mut v: Value, fields: Value) -> Value {
+    for (k, x) in fields.as_object().expect("fields are an object") {
+        v[k] = x.clone();
+    }
+    v
+}
+
+pub fn ev(v: Value) -> Event {
+    decode(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("test event does not decode: {e}: {v}"))
+}
+
+pub fn attendance(id: &str, date: &str, status: &str) -> Event {
+    ev(with(base("attendance", id, date), json!({ "status": status })))
+}
+
+pub fn referral(id: &str, date: &str, referral_id: &str, action: &str) -> Event {
+    ev(with(
+        base("discipline", id, date),
+        json!({ "referral_id": referral_id, "behavior": "B-01", "action": action }),
+    ))
+}
+
+pub fn grade(id: &str, date: &str, section: &str, subject: &str, period: &str, letter: &str) -> Event {
+    ev(with(
+        base("grade", id, date),
+        json!({ "section_id": section, "course_code": "C-1", "subject": subject,
+                "grading_period": period, "letter_grade": letter }),
+    ))
+}
+
+/// `n` school days from `start` (weekends skipped), as `YYYY-MM-DD`.
+pub fn school_days(start: &str, n: usize) -> Vec<String> {
+    let mut d = ontrack::core::decode::parse_date(start).expect("valid start date");
+    let mut out = Vec::new();
+    while out.len() < n {
+        if !matches!(d.weekday(), time::Weekday::Saturday | time::Weekday::Sunday) {
+            out.push(d.to_string());
+        }
+        d = d.next_day().expect("in range");
+    }
+    out
+}
+
+/// Applies events in order, returning every flag change.
+pub fn fold(state: &mut StudentState, events: &[Event], rules: &Rules) -> Vec<FlagChange> {
+    let mut all = Vec::new();
+    for e in events {
+        if let Outcome::Applied(changes) = state.apply(e, rules) {
+            all.extend(changes);
+        }
+    }
+    all
+}
+
+/// `"raised attendance 2025-2026/stu-0001/attendance/1"`, for readable assertions.
+pub fn describe(changes: &[FlagChange]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| {
+            let verb = match c.change {
+                ontrack::core::Change::Raised => "raised",
+                ontrack::core::Change::Cleared => "cleared",
+            };
+            format!("{verb} {}", c.flag_id())
+        })
+        .collect()
+}
