@@ -27,11 +27,15 @@ pub fn with(mut v: Value, fields: Value) -> Value {
 }
 
 pub fn ev(v: Value) -> Event {
-    decode(v.to_string().as_bytes()).unwrap_or_else(|e| panic!("test event does not decode: {e}: {v}"))
+    decode(v.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("test event does not decode: {e}: {v}"))
 }
 
 pub fn attendance(id: &str, date: &str, status: &str) -> Event {
-    ev(with(base("attendance", id, date), json!({ "status": status })))
+    ev(with(
+        base("attendance", id, date),
+        json!({ "status": status }),
+    ))
 }
 
 pub fn referral(id: &str, date: &str, referral_id: &str, action: &str) -> Event {
@@ -41,7 +45,14 @@ pub fn referral(id: &str, date: &str, referral_id: &str, action: &str) -> Event 
     ))
 }
 
-pub fn grade(id: &str, date: &str, section: &str, subject: &str, period: &str, letter: &str) -> Event {
+pub fn grade(
+    id: &str,
+    date: &str,
+    section: &str,
+    subject: &str,
+    period: &str,
+    letter: &str,
+) -> Event {
     ev(with(
         base("grade", id, date),
         json!({ "section_id": section, "course_code": "C-1", "subject": subject,
