@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use time::{Date, Month, OffsetDateTime, format_description::well_known::Rfc3339};
+use time::{Date, Month};
 
 use super::event::{
     AdvocateContact, AttendanceStatus, DisciplineAction, Event, EventBody, EventKind, Mark,
@@ -312,29 +312,16 @@ impl Checker<'_> {
     }
 
     fn recorded_at(&self, f: &Field<'_>) -> Result<RecordedAt, DecodeError> {
-        let bad = |s: &str| {
-            self.err(
-                "recorded_at",
-                format!(
-                    "expected an RFC 3339 timestamp like 2026-09-01T08:40:00-04:00, got {}",
-                    quoted(s)
-                ),
-            )
-        };
         match f {
-            Field::Str(s) => {
-                let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| bad(s))?;
-                let nanos = i64::try_from(t.unix_timestamp_nanos()).map_err(|_| {
-                    self.err(
-                        "recorded_at",
-                        format!(
-                            "must lie between the years 1678 and 2261, got {}",
-                            quoted(s)
-                        ),
-                    )
-                })?;
-                Ok(RecordedAt(nanos))
-            }
+            Field::Str(s) => parse_timestamp(s).ok_or_else(|| {
+                self.err(
+                    "recorded_at",
+                    format!(
+                        "expected an RFC 3339 timestamp like 2026-09-01T08:40:00-04:00, got {}",
+                        quoted(s)
+                    ),
+                )
+            }),
             other => Err(self.wrong("recorded_at", "an RFC 3339 timestamp string", other)),
         }
     }
@@ -494,6 +481,68 @@ pub fn parse_date(s: &str) -> Option<Date> {
     Date::from_calendar_date(year, month, day).ok()
 }
 
+/// RFC 3339 `date-time` (section 5.6): `T`/`t`, `Z`/`z` or `±HH:MM`, any number of fraction
+/// digits, and second 60 only where the UTC time is 23:59 (a leap second).
+pub fn parse_timestamp(s: &str) -> Option<RecordedAt> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let date = parse_date(s.get(..10)?)?;
+    let two = |i: usize| -> Option<i64> {
+        let (h, l) = (b[i], b[i + 1]);
+        (h.is_ascii_digit() && l.is_ascii_digit()).then(|| i64::from((h - b'0') * 10 + (l - b'0')))
+    };
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b[i] == b'.' {
+        i += 1;
+        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        for (k, c) in b[i..i + digits].iter().enumerate().take(9) {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - k as u32);
+        }
+        i += digits;
+    }
+    let offset_minutes = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (two(i + 1)?, two(i + 4)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            if *sign == b'+' {
+                oh * 60 + om
+            } else {
+                -(oh * 60 + om)
+            }
+        }
+        _ => return None,
+    };
+    let day_secs = hour * 3600 + minute * 60 + second.min(59);
+    let utc_secs = i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY) * 86_400 + day_secs
+        - offset_minutes * 60;
+    if second == 60 {
+        // A leap second exists only at the end of a UTC day; it sorts within 23:59:59.
+        if utc_secs.rem_euclid(86_400) != 86_399 {
+            return None;
+        }
+        nanos = 999_999_999;
+    }
+    Some(RecordedAt {
+        secs: utc_secs,
+        nanos,
+    })
+}
+
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
+
 fn parse_letter(s: &str) -> Option<[u8; 2]> {
     match s.as_bytes() {
         [l @ b'A'..=b'F'] => Some([*l, b' ']),
@@ -522,7 +571,13 @@ mod tests {
                 status: AttendanceStatus::AbsentUnexcused
             }
         );
-        assert_eq!(e.recorded_at, RecordedAt(1_788_266_400_000_000_000));
+        assert_eq!(
+            e.recorded_at,
+            RecordedAt {
+                secs: 1_788_266_400,
+                nanos: 0
+            }
+        );
     }
 
     #[test]
@@ -599,6 +654,46 @@ mod tests {
         assert_eq!(mark.letter, Some(*b"D+"));
         assert!(decode(format!("{base},\"numeric_grade\":101}}").as_bytes()).is_err());
         assert!(decode(format!("{base},\"letter_grade\":\"G\"}}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_instants() {
+        let t = |s: &str| parse_timestamp(s);
+        assert_eq!(
+            t("1970-01-01T00:00:00Z"),
+            Some(RecordedAt { secs: 0, nanos: 0 })
+        );
+        assert_eq!(t("2026-09-01T09:00:00+01:00"), t("2026-09-01t08:00:00z"));
+        assert_eq!(
+            t("2026-09-01T08:00:00.5Z").map(|r| r.nanos),
+            Some(500_000_000)
+        );
+        assert_eq!(
+            t("2026-09-01T08:00:00.1234567891Z").map(|r| r.nanos),
+            Some(123_456_789)
+        );
+        assert_eq!(
+            t("0001-01-01T00:00:00Z").map(|r| r.secs),
+            Some(-62_135_596_800)
+        );
+        // A leap second only where the UTC time is 23:59.
+        let leap = t("2026-12-31T23:59:60Z").unwrap();
+        assert!(t("2026-12-31T23:59:59.9Z").unwrap() < leap);
+        assert!(leap < t("2027-01-01T00:00:00Z").unwrap());
+        assert_eq!(t("2026-12-31T18:59:60-05:00"), Some(leap));
+        for bad in [
+            "2026-09-01T12:59:60Z",
+            "2026-09-01T08:00:00",
+            "2026-09-01 08:00:00Z",
+            "2026-09-01T08:00Z",
+            "2026-09-01T08:00:00.Z",
+            "2026-09-01T08:00:00+0100",
+            "2026-09-01T24:00:00Z",
+            "2026-09-01T08:00:00+24:00",
+            "2026-02-30T08:00:00Z",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
     }
 
     #[test]

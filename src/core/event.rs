@@ -6,12 +6,17 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-/// When the SIS recorded a record: nanoseconds since the Unix epoch (UTC).
+/// When the SIS recorded a record, as an instant: seconds since the Unix epoch (UTC) and the
+/// nanoseconds within that second (fraction digits past nine are cut).
 ///
 /// Comparing instants, not strings, makes `2026-09-01T09:00:00+01:00` and
-/// `2026-09-01T08:00:00Z` the same moment, as RFC 3339 says they are.
+/// `2026-09-01T08:00:00Z` the same moment, as RFC 3339 says they are. A leap second
+/// (`23:59:60`) sorts after `23:59:59` and before the next day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct RecordedAt(pub i64);
+pub struct RecordedAt {
+    pub secs: i64,
+    pub nanos: u32,
+}
 
 /// One decoded input event: the common fields and what the type adds.
 #[derive(Debug, Clone, PartialEq)]
