@@ -6,3 +6,4 @@
 pub mod core;
 pub mod output;
 pub mod replay;
+pub mod synth;

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use ontrack::core::Rules;
 use ontrack::replay::replay;
+use ontrack::synth::{District, DistrictSpec};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +42,31 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         dead_letter: Option<PathBuf>,
     },
+    /// Write a seeded synthetic district as JSON Lines (made-up students, for trying things out).
+    Synth {
+        #[arg(long, default_value_t = 2_000)]
+        students: u32,
+        #[arg(long, default_value_t = 2)]
+        schools: u32,
+        /// School days (weekdays) to generate.
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// The first school day, YYYY-MM-DD.
+        #[arg(long, default_value = "2026-08-24", value_parser = parse_date_arg)]
+        start: time::Date,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of extra malformed messages, 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        bad_rate: f64,
+        /// Where the events go; `-` writes standard output.
+        #[arg(long, value_name = "FILE.jsonl", default_value = "-")]
+        out: PathBuf,
+    },
+}
+
+fn parse_date_arg(s: &str) -> Result<time::Date, String> {
+    ontrack::core::decode::parse_date(s).ok_or_else(|| format!("expected YYYY-MM-DD, got {s:?}"))
 }
 
 fn main() -> ExitCode {
@@ -80,13 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("--events {}: cannot open", events.display()))?;
                 Box::new(BufReader::with_capacity(1 << 20, f))
             };
-            let output: Box<dyn Write> = if dash(&out) {
-                Box::new(BufWriter::new(io::stdout().lock()))
-            } else {
-                let f = File::create(&out)
-                    .with_context(|| format!("--out {}: cannot create", out.display()))?;
-                Box::new(BufWriter::with_capacity(1 << 20, f))
-            };
+            let output = open_out(&out, "--out")?;
             let rejected = File::create(&dead_letter).with_context(|| {
                 format!("--dead-letter {}: cannot create", dead_letter.display())
             })?;
@@ -105,7 +125,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Synth {
+            students,
+            schools,
+            days,
+            start,
+            seed,
+            bad_rate,
+            out,
+        } => {
+            if !(0.0..=1.0).contains(&bad_rate) {
+                anyhow::bail!("--bad-rate: must be from 0 to 1, got {bad_rate}");
+            }
+            let spec = DistrictSpec {
+                students,
+                schools,
+                days,
+                start,
+                seed,
+                bad_rate,
+            };
+            let mut district = District::new(spec);
+            let mut output = open_out(&out, "--out")?;
+            for day in 0..days {
+                for e in district.day(day) {
+                    output.write_all(e.json.as_bytes())?;
+                    output.write_all(b"\n")?;
+                }
+            }
+            output.flush()?;
+            Ok(())
+        }
     }
+}
+
+fn open_out(path: &PathBuf, flag: &str) -> anyhow::Result<Box<dyn Write>> {
+    Ok(if path.as_os_str() == "-" {
+        Box::new(BufWriter::new(io::stdout().lock()))
+    } else {
+        let f = File::create(path)
+            .with_context(|| format!("{flag} {}: cannot create", path.display()))?;
+        Box::new(BufWriter::with_capacity(1 << 20, f))
+    })
 }
 
 fn load_rules(path: Option<&PathBuf>) -> anyhow::Result<Rules> {
