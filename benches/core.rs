@@ -1,1 +1,127 @@
-fn main() {}
+//! The pure core's speed over a synthetic district of 100,000 students: decode, fold + rules,
+//! and both together.
+//!
+//! The fold benches run on live state, as the service does: 40 school days of history are folded
+//! in first, then every iteration folds the next school day (≈100,000 events), so each event meets
+//! a student with a growing history. Generating a day is not timed; for `fold_rules` decoding is
+//! not timed either.
+//!
+//! `cargo bench --bench core`. Under `cargo test` (no `--bench` argument) it runs once on a tiny
+//! district, only to keep it working.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use ontrack::core::{Event, Outcome, Rules, StudentState, decode};
+use ontrack::synth::{District, DistrictSpec};
+
+const WARM_DAYS: u32 = 40;
+
+type States = HashMap<String, StudentState>;
+
+fn apply(states: &mut States, event: &Event, rules: &Rules) -> usize {
+    let state = match states.get_mut(event.student_id.as_str()) {
+        Some(s) => s,
+        None => states.entry(event.student_id.clone()).or_default(),
+    };
+    match state.apply(event, rules) {
+        Outcome::Applied(changes) => changes.len(),
+        Outcome::Duplicate => 0,
+    }
+}
+
+/// A district with `WARM_DAYS` of history folded in, and the generator for the days after.
+struct Live {
+    district: District,
+    states: States,
+    next_day: u32,
+    rules: Rules,
+}
+
+impl Live {
+    fn new(students: u32) -> Live {
+        let spec = DistrictSpec { students, days: 200, ..DistrictSpec::default() };
+        let mut live = Live {
+            district: District::new(spec),
+            states: States::with_capacity(students as usize),
+            next_day: 0,
+            rules: Rules::default(),
+        };
+        while live.next_day < WARM_DAYS {
+            for m in live.next_messages() {
+                if let Ok(e) = decode(&m) {
+                    apply(&mut live.states, &e, &live.rules);
+                }
+            }
+        }
+        live
+    }
+
+    fn next_messages(&mut self) -> Vec<Vec<u8>> {
+        let day = self.district.day(self.next_day);
+        assert!(!day.is_empty(), "the district ran out of school days");
+        self.next_day += 1;
+        day.into_iter().map(|e| e.json.into_bytes()).collect()
+    }
+}
+
+fn core(c: &mut Criterion) {
+    let full = std::env::args().any(|a| a == "--bench");
+    let students = if full { 100_000 } else { 500 };
+    let mut live = Live::new(students);
+    // One school day: one attendance record per student, plus referrals, corrections, re-sends.
+    let sample_day = live.next_messages();
+
+    let mut g = c.benchmark_group("core");
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(sample_day.len() as u64));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            for m in &sample_day {
+                let _ = black_box(decode(black_box(m)));
+            }
+        })
+    });
+    g.bench_function("fold_rules", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let events: Vec<Event> =
+                    live.next_messages().iter().filter_map(|m| decode(m).ok()).collect();
+                let start = Instant::now();
+                let mut flags = 0;
+                for e in &events {
+                    flags += apply(&mut live.states, e, &live.rules);
+                }
+                timed += start.elapsed();
+                black_box(flags);
+            }
+            timed
+        })
+    });
+    g.bench_function("decode_fold_rules", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let messages = live.next_messages();
+                let start = Instant::now();
+                let mut flags = 0;
+                for m in &messages {
+                    if let Ok(e) = decode(m) {
+                        flags += apply(&mut live.states, &e, &live.rules);
+                    }
+                }
+                timed += start.elapsed();
+                black_box(flags);
+            }
+            timed
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, core);
+criterion_main!(benches);

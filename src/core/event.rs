@@ -58,6 +58,18 @@ pub enum EventBody {
 }
 
 impl Event {
+    /// Whether the event's record counts (a retraction is a tombstone; an assignment always
+    /// counts).
+    pub fn is_live(&self) -> bool {
+        match &self.body {
+            EventBody::AttendanceRecorded { status } => *status != AttendanceStatus::Retracted,
+            EventBody::ReferralRecorded { retracted, .. } | EventBody::GradePosted { retracted, .. } => {
+                !retracted
+            }
+            EventBody::AdvocateAssigned { .. } => true,
+        }
+    }
+
     /// The contract's `type` of this event.
     pub fn kind(&self) -> EventKind {
         match self.body {

@@ -74,7 +74,7 @@ pub struct AssignmentRecord {
 }
 
 /// The figures of DESIGN.md for one student over one school year.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Figures {
     pub days_enrolled: u32,
     pub days_absent: u32,
@@ -118,6 +118,9 @@ pub struct StudentState {
     grades: Vec<GradeRecord>,
     assignment: Option<AssignmentRecord>,
     current_year: Option<SchoolYear>,
+    /// The figures of `current_year`, kept up to date by each event (see
+    /// [`StudentState::figures_from_records`] for their definition).
+    figures: Figures,
     /// The raised flags, by [`Flag::index`].
     raised: [Option<RaisedFlag>; 5],
     /// How many times each flag was raised, per school year (for `n` of the next raise).
@@ -137,75 +140,148 @@ impl StudentState {
     /// Folds one event for this student (the caller routes by `student_id`) and evaluates the rules.
     pub fn apply(&mut self, event: &Event, rules: &Rules) -> Outcome {
         let id_hash = xxh3_64(event.event_id.as_bytes());
-        match self.seen.binary_search(&id_hash) {
+        match find_hash(&self.seen, id_hash) {
             Ok(_) => return Outcome::Duplicate,
             Err(at) => self.seen.insert(at, id_hash),
         }
-        self.upsert(event);
-
         let mut changes = Vec::new();
-        let year = self.latest_date().map(|d| rules.school_year_of(d));
-        // A move to another school year (forward, or back when the only later record was
-        // retracted) first clears every raised flag, with no evidence: the figures they stood on
-        // belong to a year that no longer counts.
-        if let (Some(old), Some(new)) = (self.current_year, year)
-            && old != new
-        {
-            for flag in Flag::ALL {
-                if self.is_raised(*flag) {
-                    changes.push(self.clear(*flag, event, None));
+        // A record that loses to the stored one changes no figure, so no rule can change either.
+        let Some(replaced) = self.upsert(event) else { return Outcome::Applied(changes) };
+
+        let event_year = rules.school_year_of(event.date);
+        let live = event.is_live();
+        // Adding a live record moves the latest date only forward; anything else (a tombstone, a
+        // correction that moves a referral or grade to another date) needs a look at all records.
+        let year = if live && replaced.is_none_or(|r| r.date == event.date) {
+            self.current_year.max(Some(event_year))
+        } else {
+            self.latest_date().map(|d| rules.school_year_of(d))
+        };
+
+        if year != self.current_year {
+            // A move to another school year (forward, or back when the only later record was
+            // retracted) first clears every raised flag, with no evidence: the figures they stood
+            // on belong to a year that no longer counts.
+            if self.current_year.is_some() && year.is_some() {
+                for flag in Flag::ALL {
+                    if self.is_raised(*flag) {
+                        changes.push(self.clear(*flag, event, None));
+                    }
                 }
             }
+            // With no record left at all there is no school year: the rules see empty figures.
+            self.current_year = year;
+            self.figures = self.figures_from_records(rules);
+        } else if let Some(year) = year {
+            self.update_figures(event, replaced, year, rules);
         }
-        // With no record left at all there is no school year: the rules see empty figures.
-        self.current_year = year;
-        let figures = self.figures(rules).map(|(_, f)| f).unwrap_or_default();
-        self.evaluate(year, &figures, rules, event, &mut changes);
+        debug_assert_eq!(self.figures, self.figures_from_records(rules), "cached figures drifted");
+        self.evaluate(rules, event, &mut changes);
         Outcome::Applied(changes)
     }
 
     /// The current school year and its figures; `None` before any (non-retracted) record.
-    pub fn figures(&self, rules: &Rules) -> Option<(SchoolYear, Figures)> {
-        let year = self.current_year?;
-        let in_year = |d: Date| rules.school_year_of(d) == year;
-        let mut f = Figures::default();
+    pub fn figures(&self) -> Option<(SchoolYear, Figures)> {
+        self.current_year.map(|y| (y, self.figures))
+    }
 
-        // Records are sorted by date and the school year grows with the date: one slice.
-        let lo = self
-            .attendance
-            .partition_point(|r| rules.school_year_of(r.date) < year);
-        let hi = self
-            .attendance
-            .partition_point(|r| rules.school_year_of(r.date) <= year);
-        let days = &self.attendance[lo..hi];
-        for r in days {
+    /// The figures of the current school year, counted from the records from scratch (the fold
+    /// keeps them up to date event by event; this is the definition they must always equal).
+    pub fn figures_from_records(&self, rules: &Rules) -> Figures {
+        let Some(year) = self.current_year else { return Figures::default() };
+        let mut f = Figures::default();
+        let (lo, hi) = self.attendance_range(year, rules);
+        for r in &self.attendance[lo..hi] {
             if r.status != AttendanceStatus::Retracted {
                 f.days_enrolled += 1;
                 f.days_absent += u32::from(r.status.is_absence());
             }
         }
-        f.streak = days
-            .iter()
-            .rev()
-            .filter(|r| r.status != AttendanceStatus::Retracted)
-            .take_while(|r| r.status.is_absence())
-            .count() as u32;
+        f.streak = self.streak(year, rules);
+        (f.referrals, f.suspensions) = self.referral_figures(year, rules);
+        (f.core_f, f.core_d_or_f) = self.grade_figures(year, rules);
+        f
+    }
 
-        for r in self
-            .referrals
-            .iter()
-            .filter(|r| !r.retracted && in_year(r.date))
-        {
-            f.referrals += 1;
-            f.suspensions += u32::from(r.action.is_suspension());
+    /// Brings the cached figures up to date after `event` replaced `replaced` in `year` (the
+    /// school year did not change): only the figures of the event's type can have moved.
+    fn update_figures(
+        &mut self,
+        event: &Event,
+        replaced: Option<Replaced>,
+        year: SchoolYear,
+        rules: &Rules,
+    ) {
+        let touches_year = rules.school_year_of(event.date) == year
+            || replaced.is_some_and(|r| rules.school_year_of(r.date) == year);
+        if !touches_year {
+            return;
         }
+        match &event.body {
+            EventBody::AttendanceRecorded { status } => {
+                let f = &mut self.figures;
+                // Same date, so the replaced record was in the same year.
+                if let Some(old) = replaced.filter(|r| r.live) {
+                    f.days_enrolled -= 1;
+                    f.days_absent -= u32::from(old.absence);
+                }
+                if *status != AttendanceStatus::Retracted {
+                    f.days_enrolled += 1;
+                    f.days_absent += u32::from(status.is_absence());
+                }
+                self.figures.streak = self.streak(year, rules);
+            }
+            EventBody::ReferralRecorded { .. } => {
+                let (referrals, suspensions) = self.referral_figures(year, rules);
+                (self.figures.referrals, self.figures.suspensions) = (referrals, suspensions);
+            }
+            EventBody::GradePosted { .. } => {
+                let (core_f, core_d_or_f) = self.grade_figures(year, rules);
+                (self.figures.core_f, self.figures.core_d_or_f) = (core_f, core_d_or_f);
+            }
+            EventBody::AdvocateAssigned { .. } => {}
+        }
+    }
 
-        // Sorted by (section, period): a section's current mark is its last live record.
+    /// The index range of `year`'s attendance records (sorted by date, and the school year grows
+    /// with the date, so they are contiguous).
+    fn attendance_range(&self, year: SchoolYear, rules: &Rules) -> (usize, usize) {
+        let a = &self.attendance;
+        let hi = a.partition_point(|r| rules.school_year_of(r.date) <= year);
+        let lo = a[..hi].partition_point(|r| rules.school_year_of(r.date) < year);
+        (lo, hi)
+    }
+
+    /// Absences counted back from the latest-dated live record of `year`.
+    ///
+    /// Walks back from the end: on the hot path the current year's records are the last ones,
+    /// so this touches the few records a binary search would have to fetch from memory anyway.
+    fn streak(&self, year: SchoolYear, rules: &Rules) -> u32 {
+        let in_year = |r: &&AttendanceRecord| rules.school_year_of(r.date) == year;
+        let days = self.attendance.iter().rev();
+        let live = days
+            .skip_while(|r| rules.school_year_of(r.date) > year)
+            .take_while(in_year)
+            .filter(|r| r.status != AttendanceStatus::Retracted);
+        live.take_while(|r| r.status.is_absence()).count() as u32
+    }
+
+    /// `(referrals, suspensions)` in `year`.
+    fn referral_figures(&self, year: SchoolYear, rules: &Rules) -> (u32, u32) {
+        let live = self.referrals.iter().filter(|r| !r.retracted);
+        live.filter(|r| rules.school_year_of(r.date) == year)
+            .fold((0, 0), |(n, s), r| (n + 1, s + u32::from(r.action.is_suspension())))
+    }
+
+    /// `(core_f, core_d_or_f)` in `year`: each core section by its current mark.
+    fn grade_figures(&self, year: SchoolYear, rules: &Rules) -> (u32, u32) {
         let cp = &rules.course_performance;
         let live = self
             .grades
             .iter()
-            .filter(|g| !g.retracted && in_year(g.date));
+            .filter(|g| !g.retracted && rules.school_year_of(g.date) == year);
+        // Sorted by (section, period): a section's current mark is its last live record.
+        let (mut core_f, mut core_d_or_f) = (0, 0);
         let mut current: Option<&GradeRecord> = None;
         for g in live.map(Some).chain([None]) {
             if let Some(c) = current
@@ -213,17 +289,14 @@ impl StudentState {
                 && c.subject.is_core()
             {
                 match c.mark.band(cp.f_below_numeric, cp.d_below_numeric) {
-                    MarkBand::F => {
-                        f.core_f += 1;
-                        f.core_d_or_f += 1;
-                    }
-                    MarkBand::D => f.core_d_or_f += 1,
+                    MarkBand::F => (core_f, core_d_or_f) = (core_f + 1, core_d_or_f + 1),
+                    MarkBand::D => core_d_or_f += 1,
                     MarkBand::Passing => {}
                 }
             }
             current = g;
         }
-        Some((year, f))
+        (core_f, core_d_or_f)
     }
 
     /// Whether `flag` is raised now.
@@ -233,9 +306,7 @@ impl StudentState {
 
     /// The raised flags with their `flag_id`s' year and `n`, in table order.
     pub fn raised_flags(&self) -> impl Iterator<Item = (Flag, RaisedFlag)> + '_ {
-        Flag::ALL
-            .iter()
-            .filter_map(|f| self.raised[f.index()].map(|r| (*f, r)))
+        Flag::ALL.iter().filter_map(|f| self.raised[f.index()].map(|r| (*f, r)))
     }
 
     /// The student's current advocate, if any.
@@ -246,18 +317,8 @@ impl StudentState {
     /// The winning records, for comparing two states record by record.
     pub fn records(
         &self,
-    ) -> (
-        &[AttendanceRecord],
-        &[ReferralRecord],
-        &[GradeRecord],
-        Option<&AssignmentRecord>,
-    ) {
-        (
-            &self.attendance,
-            &self.referrals,
-            &self.grades,
-            self.assignment.as_ref(),
-        )
+    ) -> (&[AttendanceRecord], &[ReferralRecord], &[GradeRecord], Option<&AssignmentRecord>) {
+        (&self.attendance, &self.referrals, &self.grades, self.assignment.as_ref())
     }
 
     /// How many distinct events were applied.
@@ -265,24 +326,16 @@ impl StudentState {
         self.seen.len()
     }
 
-    /// Keeps the event's record if it beats the stored winner of its natural key.
-    fn upsert(&mut self, e: &Event) {
+    /// Keeps the event's record if it beats the stored winner of its natural key. `None`: it
+    /// lost, nothing changed; `Some(replaced)`: it is the winner now.
+    fn upsert(&mut self, e: &Event) -> Option<Option<Replaced>> {
         let version = Version::of(e);
         match &e.body {
             EventBody::AttendanceRecorded { status } => {
-                let rec = AttendanceRecord {
-                    date: e.date,
-                    status: *status,
-                    version,
-                };
-                upsert_sorted(&mut self.attendance, rec);
+                let rec = AttendanceRecord { date: e.date, status: *status, version };
+                upsert_sorted(&mut self.attendance, rec)
             }
-            EventBody::ReferralRecorded {
-                referral_id,
-                action,
-                retracted,
-                ..
-            } => {
+            EventBody::ReferralRecorded { referral_id, action, retracted, .. } => {
                 let rec = ReferralRecord {
                     referral_id: referral_id.as_str().into(),
                     date: e.date,
@@ -290,16 +343,9 @@ impl StudentState {
                     retracted: *retracted,
                     version,
                 };
-                upsert_sorted(&mut self.referrals, rec);
+                upsert_sorted(&mut self.referrals, rec)
             }
-            EventBody::GradePosted {
-                section_id,
-                grading_period,
-                subject,
-                mark,
-                retracted,
-                ..
-            } => {
+            EventBody::GradePosted { section_id, grading_period, subject, mark, retracted, .. } => {
                 let rec = GradeRecord {
                     section_id: section_id.as_str().into(),
                     grading_period: grading_period.as_str().into(),
@@ -309,43 +355,33 @@ impl StudentState {
                     retracted: *retracted,
                     version,
                 };
-                upsert_sorted(&mut self.grades, rec);
+                upsert_sorted(&mut self.grades, rec)
             }
-            EventBody::AdvocateAssigned {
-                advocate_id,
-                advocate,
-            } => {
-                if self.assignment.as_ref().is_none_or(|a| version > a.version) {
-                    self.assignment = Some(AssignmentRecord {
-                        date: e.date,
-                        advocate_id: advocate_id.as_deref().map(Into::into),
-                        advocate: advocate.clone(),
-                        version,
-                    });
-                }
+            EventBody::AdvocateAssigned { advocate_id, advocate } => {
+                let replaced = match &self.assignment {
+                    Some(a) if version <= a.version => return None,
+                    Some(a) => Some(Replaced { date: a.date, live: true, absence: false }),
+                    None => None,
+                };
+                self.assignment = Some(AssignmentRecord {
+                    date: e.date,
+                    advocate_id: advocate_id.as_deref().map(Into::into),
+                    advocate: advocate.clone(),
+                    version,
+                });
+                Some(replaced)
             }
         }
     }
 
     /// The latest date among the winning, non-retracted records of any type.
     fn latest_date(&self) -> Option<Date> {
-        let attendance = self
-            .attendance
-            .iter()
-            .rev()
-            .find(|r| r.status != AttendanceStatus::Retracted);
+        let attendance =
+            self.attendance.iter().rev().find(|r| r.status != AttendanceStatus::Retracted);
         [
             attendance.map(|r| r.date),
-            self.referrals
-                .iter()
-                .filter(|r| !r.retracted)
-                .map(|r| r.date)
-                .max(),
-            self.grades
-                .iter()
-                .filter(|g| !g.retracted)
-                .map(|g| g.date)
-                .max(),
+            self.referrals.iter().filter(|r| !r.retracted).map(|r| r.date).max(),
+            self.grades.iter().filter(|g| !g.retracted).map(|g| g.date).max(),
             self.assignment.as_ref().map(|a| a.date),
         ]
         .into_iter()
@@ -353,102 +389,123 @@ impl StudentState {
         .max()
     }
 
-    /// Runs the five rules in table order; each sees the flags above it already updated.
-    fn evaluate(
-        &mut self,
-        year: Option<SchoolYear>,
-        f: &Figures,
-        rules: &Rules,
-        event: &Event,
-        out: &mut Vec<FlagChange>,
-    ) {
+    /// Runs the five rules in table order over the cached figures; each sees the flags above it
+    /// already updated. Evidence is built only for a change.
+    fn evaluate(&mut self, rules: &Rules, event: &Event, out: &mut Vec<FlagChange>) {
+        let f = self.figures;
         for &flag in Flag::ALL {
-            let (raise, clear, evidence) = match flag {
+            let (raise, clear) = match flag {
                 Flag::Attendance => {
                     let a = &rules.attendance;
-                    let rate = f.absence_rate();
                     let enough_days = f.days_enrolled >= a.min_days_enrolled;
-                    (
-                        enough_days && rate >= a.raise_at_rate,
-                        !enough_days || rate < a.clear_below_rate,
-                        Evidence::Attendance {
-                            days_enrolled: f.days_enrolled,
-                            days_absent: f.days_absent,
-                            absence_rate: rate,
-                        },
-                    )
+                    let rate = f.absence_rate();
+                    (enough_days && rate >= a.raise_at_rate, !enough_days || rate < a.clear_below_rate)
                 }
-                Flag::ConsecutiveAbsences => (
-                    f.streak >= rules.consecutive_absences.raise_at_streak,
-                    f.streak == 0,
-                    Evidence::ConsecutiveAbsences { streak: f.streak },
-                ),
+                Flag::ConsecutiveAbsences => {
+                    (f.streak >= rules.consecutive_absences.raise_at_streak, f.streak == 0)
+                }
                 Flag::Behavior => {
                     let b = &rules.behavior;
                     let holds = f.suspensions >= b.raise_at_suspensions
                         || f.referrals >= b.raise_at_referrals;
-                    let ev = Evidence::Behavior {
-                        referrals: f.referrals,
-                        suspensions: f.suspensions,
-                    };
-                    (holds, !holds, ev)
+                    (holds, !holds)
                 }
                 Flag::CoursePerformance => {
                     let c = &rules.course_performance;
                     let holds =
                         f.core_f >= c.raise_at_core_f || f.core_d_or_f >= c.raise_at_core_d_or_f;
-                    let ev = Evidence::CoursePerformance {
-                        core_f: f.core_f,
-                        core_d_or_f: f.core_d_or_f,
-                    };
-                    (holds, !holds, ev)
+                    (holds, !holds)
                 }
                 Flag::OffTrack => {
-                    let indicators: Vec<Flag> = Flag::INDICATORS
-                        .into_iter()
-                        .filter(|i| self.is_raised(*i))
-                        .collect();
-                    let holds = indicators.len() as u32 >= rules.off_track.raise_at_indicators;
-                    (holds, !holds, Evidence::OffTrack { indicators })
+                    let raised = Flag::INDICATORS.iter().filter(|i| self.is_raised(**i)).count();
+                    let holds = raised as u32 >= rules.off_track.raise_at_indicators;
+                    (holds, !holds)
                 }
             };
-            match (self.is_raised(flag), raise, clear, year) {
-                (false, true, _, Some(year)) => out.push(self.raise(flag, year, event, evidence)),
-                (true, _, true, _) => out.push(self.clear(flag, event, Some(evidence))),
+            match (self.is_raised(flag), raise, clear, self.current_year) {
+                (false, true, _, Some(year)) => {
+                    let evidence = self.evidence(flag);
+                    out.push(self.raise(flag, year, event, evidence));
+                }
+                (true, _, true, _) => {
+                    let evidence = self.evidence(flag);
+                    out.push(self.clear(flag, event, Some(evidence)));
+                }
                 _ => {}
             }
         }
     }
 
-    fn raise(
-        &mut self,
-        flag: Flag,
-        year: SchoolYear,
-        event: &Event,
-        evidence: Evidence,
-    ) -> FlagChange {
-        let counts = match self.raises.iter_mut().find(|(y, _)| *y == year) {
-            Some((_, counts)) => counts,
+    /// The figures behind `flag`, as they are now.
+    fn evidence(&self, flag: Flag) -> Evidence {
+        let f = &self.figures;
+        match flag {
+            Flag::Attendance => Evidence::Attendance {
+                days_enrolled: f.days_enrolled,
+                days_absent: f.days_absent,
+                absence_rate: f.absence_rate(),
+            },
+            Flag::ConsecutiveAbsences => Evidence::ConsecutiveAbsences { streak: f.streak },
+            Flag::Behavior => {
+                Evidence::Behavior { referrals: f.referrals, suspensions: f.suspensions }
+            }
+            Flag::CoursePerformance => {
+                Evidence::CoursePerformance { core_f: f.core_f, core_d_or_f: f.core_d_or_f }
+            }
+            Flag::OffTrack => Evidence::OffTrack {
+                indicators: Flag::INDICATORS.into_iter().filter(|i| self.is_raised(*i)).collect(),
+            },
+        }
+    }
+
+    fn raise(&mut self, flag: Flag, year: SchoolYear, event: &Event, evidence: Evidence) -> FlagChange {
+        let counts = match self.raises.iter_mut().position(|(y, _)| *y == year) {
+            Some(i) => &mut self.raises[i].1,
             None => {
                 self.raises.push((year, [0; 5]));
                 &mut self.raises.last_mut().expect("just pushed").1
             }
         };
         counts[flag.index()] += 1;
-        let raised = RaisedFlag {
-            school_year: year,
-            n: counts[flag.index()],
-        };
+        let raised = RaisedFlag { school_year: year, n: counts[flag.index()] };
         self.raised[flag.index()] = Some(raised);
         change(Change::Raised, flag, raised, event, Some(evidence))
     }
 
     fn clear(&mut self, flag: Flag, event: &Event, evidence: Option<Evidence>) -> FlagChange {
-        let raised = self.raised[flag.index()]
-            .take()
-            .expect("only raised flags are cleared");
+        let raised = self.raised[flag.index()].take().expect("only raised flags are cleared");
         change(Change::Cleared, flag, raised, event, evidence)
     }
+}
+
+/// Where `h` is (`Ok`) or belongs (`Err`) in the sorted `hashes`.
+///
+/// The hashes are uniform over `u64`, so `h` sits within a few places of `len * h / 2^64`:
+/// start there and walk. A binary search would fetch about log2(len) cache lines from memory
+/// for every event; this fetches one or two (measured in BENCHMARKS.md).
+fn find_hash(hashes: &[u64], h: u64) -> Result<usize, usize> {
+    let guess = ((u128::from(h) * hashes.len() as u128) >> 64) as usize;
+    let mut i = guess;
+    if hashes.get(i).is_some_and(|x| *x < h) {
+        while hashes.get(i).is_some_and(|x| *x < h) {
+            i += 1;
+        }
+    } else {
+        while i > 0 && hashes[i - 1] >= h {
+            i -= 1;
+        }
+    }
+    if hashes.get(i) == Some(&h) { Ok(i) } else { Err(i) }
+}
+
+/// The stored record an event's record replaced: what the cached figures must take back.
+#[derive(Debug, Clone, Copy)]
+struct Replaced {
+    date: Date,
+    /// Not a tombstone.
+    live: bool,
+    /// An attendance absence.
+    absence: bool,
 }
 
 fn change(
@@ -478,6 +535,8 @@ trait Keyed {
         Self: 'a;
     fn key(&self) -> Self::Key<'_>;
     fn version(&self) -> &Version;
+    /// What the figures must take back when this record is replaced.
+    fn replaced(&self) -> Replaced;
 }
 
 impl Keyed for AttendanceRecord {
@@ -487,6 +546,13 @@ impl Keyed for AttendanceRecord {
     }
     fn version(&self) -> &Version {
         &self.version
+    }
+    fn replaced(&self) -> Replaced {
+        Replaced {
+            date: self.date,
+            live: self.status != AttendanceStatus::Retracted,
+            absence: self.status.is_absence(),
+        }
     }
 }
 
@@ -498,6 +564,9 @@ impl Keyed for ReferralRecord {
     fn version(&self) -> &Version {
         &self.version
     }
+    fn replaced(&self) -> Replaced {
+        Replaced { date: self.date, live: !self.retracted, absence: false }
+    }
 }
 
 impl Keyed for GradeRecord {
@@ -508,18 +577,59 @@ impl Keyed for GradeRecord {
     fn version(&self) -> &Version {
         &self.version
     }
+    fn replaced(&self) -> Replaced {
+        Replaced { date: self.date, live: !self.retracted, absence: false }
+    }
 }
 
 /// Inserts `rec` at its key's place, or replaces the stored record there if `rec` is newer.
-fn upsert_sorted<R: Keyed>(records: &mut Vec<R>, rec: R) {
+/// `None`: `rec` lost; `Some(replaced)`: `rec` is stored.
+fn upsert_sorted<R: Keyed>(records: &mut Vec<R>, rec: R) -> Option<Option<Replaced>> {
     // Attendance arrives mostly in date order: check the end before searching.
     let found = match records.last() {
         Some(last) if last.key() < rec.key() => Err(records.len()),
         _ => records.binary_search_by(|r| r.key().cmp(&rec.key())),
     };
     match found {
-        Ok(i) if rec.version() > records[i].version() => records[i] = rec,
-        Ok(_) => {}
-        Err(i) => records.insert(i, rec),
+        Ok(i) if rec.version() > records[i].version() => {
+            let replaced = records[i].replaced();
+            records[i] = rec;
+            Some(Some(replaced))
+        }
+        Ok(_) => None,
+        Err(i) => {
+            records.insert(i, rec);
+            Some(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_hash;
+
+    #[test]
+    fn find_hash_agrees_with_binary_search() {
+        let mut hashes: Vec<u64> = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..500 {
+            // splitmix64 steps: uniform values, and some repeated to test hits.
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            let h = z ^ (z >> 31);
+            for probe in [h, h / 3, u64::MAX - h, 0, u64::MAX] {
+                assert_eq!(find_hash(&hashes, probe), hashes.binary_search(&probe), "{probe}");
+            }
+            if let Err(at) = find_hash(&hashes, h) {
+                hashes.insert(at, h);
+            }
+        }
+        // Clustered values (not uniform) still give the right answer.
+        let clustered: Vec<u64> = (0..300).collect();
+        for probe in [0, 5, 299, 300, u64::MAX] {
+            assert_eq!(find_hash(&clustered, probe), clustered.binary_search(&probe));
+        }
     }
 }
