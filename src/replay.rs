@@ -2,7 +2,6 @@
 //!
 //! Streams line by line: memory grows with the number of students, not with the file.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 
@@ -10,7 +9,7 @@ use base64::Engine;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::core::{Change, DecodeError, Flag, Outcome, Rules, StudentState, decode};
+use crate::core::{Change, DecodeError, Flag, Outcome, Rules, Students, decode};
 use crate::output::FlagEvent;
 
 /// What a replay did, for the closing summary.
@@ -51,7 +50,7 @@ pub fn replay(
     mut now: impl FnMut() -> OffsetDateTime,
     mut on_reject: impl FnMut(u64, &DecodeError),
 ) -> io::Result<Summary> {
-    let mut students: HashMap<String, StudentState> = HashMap::new();
+    let mut students = Students::default();
     let mut summary = Summary::default();
     let mut input = input;
     let mut buf = Vec::with_capacity(512);
@@ -86,11 +85,7 @@ pub fn replay(
                 continue;
             }
         };
-        let state = match students.get_mut(event.student_id.as_str()) {
-            Some(state) => state,
-            None => students.entry(event.student_id.clone()).or_default(),
-        };
-        match state.apply(&event, rules) {
+        match students.apply(&event, rules) {
             Outcome::Duplicate => summary.duplicates += 1,
             Outcome::Applied(changes) => {
                 for change in &changes {
@@ -106,7 +101,7 @@ pub fn replay(
         }
     }
     summary.students = students.len() as u64;
-    for state in students.values() {
+    for (_, state) in students.iter() {
         for (flag, _) in state.raised_flags() {
             summary.still_raised[flag.index()] += 1;
         }

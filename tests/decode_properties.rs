@@ -43,7 +43,8 @@ proptest! {
 
     #[test]
     fn arbitrary_json_never_panics_and_non_objects_are_rejected_whole(v in json()) {
-        let result = decode(v.to_string().as_bytes());
+        let json = v.to_string();
+        let result = decode(json.as_bytes());
         if !v.is_object() {
             prop_assert!(result.unwrap_err().field.is_none());
         }

@@ -12,7 +12,7 @@ fn rules() -> Rules {
 }
 
 /// Given `present` days with absences on the listed day numbers (0-based).
-fn days(n: usize, absent: &[usize]) -> Vec<ontrack::core::Event> {
+fn days(n: usize, absent: &[usize]) -> Vec<ontrack::core::Event<'static>> {
     school_days("2025-09-01", n)
         .iter()
         .enumerate()
@@ -357,11 +357,7 @@ fn on_a_tie_of_recorded_at_the_greater_event_id_wins() {
             };
             s.apply(&attendance(id, "2025-09-01", status), &rules());
         }
-        assert_eq!(
-            s.figures().unwrap().1.days_absent,
-            1,
-            "order {order:?}"
-        );
+        assert_eq!(s.figures().unwrap().1.days_absent, 1, "order {order:?}");
     }
 }
 

@@ -72,7 +72,7 @@ fn spec() -> impl Strategy<Value = Spec> {
     ]
 }
 
-fn build(i: usize, s: &Spec) -> Event {
+fn build(i: usize, s: &Spec) -> Event<'static> {
     let dates = dates();
     let at = |date: usize, minute: u8| format!("{}T08:0{minute}:00Z", dates[date]);
     let id = format!("e{i:03}");
@@ -125,7 +125,7 @@ fn build(i: usize, s: &Spec) -> Event {
     }
 }
 
-fn history() -> impl Strategy<Value = Vec<Event>> {
+fn history() -> impl Strategy<Value = Vec<Event<'static>>> {
     prop::collection::vec(spec(), 1..60)
         .prop_map(|specs| specs.iter().enumerate().map(|(i, s)| build(i, s)).collect())
 }

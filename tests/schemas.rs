@@ -210,7 +210,8 @@ mod agreement {
             // Decide by the schema of the type the instance claims, as a topic would.
             let claimed = instance["type"].as_str().filter(|t| INPUTS.contains(t));
             let schema_ok = claimed.is_some_and(|t| validator(t).is_valid(&instance));
-            let decoded = decode(instance.to_string().as_bytes());
+            let json = instance.to_string();
+            let decoded = decode(json.as_bytes());
             prop_assert_eq!(decoded.is_ok(), schema_ok, "{} decoder: {:?}", instance, decoded);
         }
     }

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -47,36 +48,40 @@ impl DecodeError {
 }
 
 /// Decodes one JSON message (event contract v1).
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let raw: RawEvent<'_> = serde_json::from_slice::<JsonObject<_>>(bytes)
-        .map(|o| o.0)
-        .map_err(|e| {
-            if e.is_data() {
-                DecodeError::whole(format!("not an event: {e}"))
-            } else {
-                DecodeError::whole(format!("invalid JSON: {e}"))
-            }
-        })?;
-    raw.validate()
+pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
+    // One UTF-8 check of the whole message is cheaper than serde_json's check of every string.
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| DecodeError::whole(format!("invalid JSON: not UTF-8 text ({e})")))?;
+    let json_error = |e: serde_json::Error| {
+        let kind = if e.is_data() {
+            "not an event"
+        } else {
+            "invalid JSON"
+        };
+        DecodeError::whole(format!("{kind}: {e}"))
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    // Validating inside the visitor keeps the large raw struct from being moved around.
+    let event = de::Deserializer::deserialize_map(&mut de, EventVisitor(PhantomData))
+        .map_err(json_error)?;
+    de.end().map_err(json_error)?;
+    event
 }
 
-/// Only a JSON object: a derived struct would also take an array of its fields in order.
-struct JsonObject<T>(T);
+/// Takes only a JSON object (a derived struct would also take an array of its fields in order)
+/// and validates it where it was parsed.
+struct EventVisitor<'a>(PhantomData<Event<'a>>);
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
-            .map(JsonObject)
+impl<'de: 'a, 'a> Visitor<'de> for EventVisitor<'a> {
+    type Value = Result<Event<'a>, DecodeError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let raw = RawEvent::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(raw.validate())
     }
 }
 
@@ -109,11 +114,11 @@ impl Field<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldVisitor(std::marker::PhantomData))
+        d.deserialize_any(FieldVisitor(PhantomData))
     }
 }
 
-struct FieldVisitor<'a>(std::marker::PhantomData<Field<'a>>);
+struct FieldVisitor<'a>(PhantomData<Field<'a>>);
 
 impl<'de: 'a, 'a> Visitor<'de> for FieldVisitor<'a> {
     type Value = Field<'a>;
@@ -238,9 +243,9 @@ impl Checker<'_> {
     }
 
     /// A required, non-empty string.
-    fn id(&self, name: &str, f: Field<'_>) -> Result<String, DecodeError> {
+    fn id<'a>(&self, name: &str, f: Field<'a>) -> Result<Cow<'a, str>, DecodeError> {
         match f {
-            Field::Str(s) if !s.is_empty() => Ok(s.into_owned()),
+            Field::Str(s) if !s.is_empty() => Ok(s),
             Field::Str(_) => Err(self.err(name, "must not be empty")),
             other => Err(self.wrong(name, "a non-empty string", &other)),
         }
@@ -328,7 +333,7 @@ impl Checker<'_> {
 }
 
 impl<'a> RawEvent<'a> {
-    fn validate(self) -> Result<Event, DecodeError> {
+    fn validate(self) -> Result<Event<'a>, DecodeError> {
         let kind = match &self.ty {
             Field::Str(s) => EventKind::parse(s).ok_or_else(|| DecodeError {
                 field: Some("type".into()),
@@ -563,7 +568,8 @@ mod tests {
 
     #[test]
     fn a_valid_attendance_event_decodes() {
-        let e = decode(attendance("\"absent_unexcused\"").as_bytes()).unwrap();
+        let json = attendance("\"absent_unexcused\"");
+        let e = decode(json.as_bytes()).unwrap();
         assert_eq!(e.student_id, "s1");
         assert_eq!(
             e.body,
@@ -647,7 +653,8 @@ mod tests {
     fn a_grade_needs_a_letter_or_a_number() {
         let base = r#"{"type":"grade","event_id":"g1","student_id":"s1","school_id":"h1","date":"2026-11-01","recorded_at":"2026-11-01T08:00:00Z","section_id":"x","course_code":"ALG1","subject":"math","grading_period":"2026-Q1""#;
         assert!(decode(format!("{base}}}").as_bytes()).is_err());
-        let e = decode(format!("{base},\"letter_grade\":\"D+\"}}").as_bytes()).unwrap();
+        let json = format!("{base},\"letter_grade\":\"D+\"}}");
+        let e = decode(json.as_bytes()).unwrap();
         let EventBody::GradePosted { mark, .. } = e.body else {
             panic!("not a grade")
         };

@@ -3,6 +3,8 @@
 //! Only what ontrack uses is kept: a discipline referral's `behavior` text is validated by the
 //! decoder and then dropped, so it can never reach state, logs or notifications.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -19,53 +21,105 @@ pub struct RecordedAt {
 }
 
 /// One decoded input event: the common fields and what the type adds.
+///
+/// Text borrows from the message where it can (`'a`), so decoding an attendance record
+/// allocates nothing; [`Event::into_owned`] detaches it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub event_id: String,
-    pub student_id: String,
-    pub school_id: String,
+pub struct Event<'a> {
+    pub event_id: Cow<'a, str>,
+    pub student_id: Cow<'a, str>,
+    pub school_id: Cow<'a, str>,
     /// School-local calendar date the record is about.
     pub date: Date,
     pub recorded_at: RecordedAt,
-    pub body: EventBody,
+    pub body: EventBody<'a>,
 }
 
 /// What happened, by event type.
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventBody {
+pub enum EventBody<'a> {
     AttendanceRecorded {
         status: AttendanceStatus,
     },
     ReferralRecorded {
-        referral_id: String,
+        referral_id: Cow<'a, str>,
         action: DisciplineAction,
         action_days: Option<f64>,
         retracted: bool,
     },
     GradePosted {
-        section_id: String,
-        course_code: String,
+        section_id: Cow<'a, str>,
+        course_code: Cow<'a, str>,
         subject: Subject,
-        grading_period: String,
+        grading_period: Cow<'a, str>,
         mark: Mark,
         retracted: bool,
     },
     AdvocateAssigned {
         /// `None` ends the student's assignment.
-        advocate_id: Option<String>,
+        advocate_id: Option<Cow<'a, str>>,
         advocate: Option<AdvocateContact>,
     },
 }
 
-impl Event {
+impl Event<'_> {
+    /// The same event, owning its text.
+    pub fn into_owned(self) -> Event<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Event {
+            event_id: own(self.event_id),
+            student_id: own(self.student_id),
+            school_id: own(self.school_id),
+            date: self.date,
+            recorded_at: self.recorded_at,
+            body: match self.body {
+                EventBody::AttendanceRecorded { status } => {
+                    EventBody::AttendanceRecorded { status }
+                }
+                EventBody::ReferralRecorded {
+                    referral_id,
+                    action,
+                    action_days,
+                    retracted,
+                } => EventBody::ReferralRecorded {
+                    referral_id: own(referral_id),
+                    action,
+                    action_days,
+                    retracted,
+                },
+                EventBody::GradePosted {
+                    section_id,
+                    course_code,
+                    subject,
+                    grading_period,
+                    mark,
+                    retracted,
+                } => EventBody::GradePosted {
+                    section_id: own(section_id),
+                    course_code: own(course_code),
+                    subject,
+                    grading_period: own(grading_period),
+                    mark,
+                    retracted,
+                },
+                EventBody::AdvocateAssigned {
+                    advocate_id,
+                    advocate,
+                } => EventBody::AdvocateAssigned {
+                    advocate_id: advocate_id.map(own),
+                    advocate,
+                },
+            },
+        }
+    }
+
     /// Whether the event's record counts (a retraction is a tombstone; an assignment always
     /// counts).
     pub fn is_live(&self) -> bool {
         match &self.body {
             EventBody::AttendanceRecorded { status } => *status != AttendanceStatus::Retracted,
-            EventBody::ReferralRecorded { retracted, .. } | EventBody::GradePosted { retracted, .. } => {
-                !retracted
-            }
+            EventBody::ReferralRecorded { retracted, .. }
+            | EventBody::GradePosted { retracted, .. } => !retracted,
             EventBody::AdvocateAssigned { .. } => true,
         }
     }

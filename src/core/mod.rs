@@ -52,9 +52,11 @@ pub mod event;
 pub mod flag;
 pub mod rules;
 pub mod state;
+pub mod students;
 
 pub use decode::{DecodeError, decode};
 pub use event::{Event, EventBody, EventKind};
 pub use flag::{Change, Evidence, Flag, FlagChange};
 pub use rules::{Rules, RulesError, SchoolYear};
 pub use state::{Figures, Outcome, StudentState};
+pub use students::Students;

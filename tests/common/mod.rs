@@ -26,19 +26,21 @@ pub fn with(mut v: Value, fields: Value) -> Value {
     v
 }
 
-pub fn ev(v: Value) -> Event {
-    decode(v.to_string().as_bytes())
+pub fn ev(v: Value) -> Event<'static> {
+    let json = v.to_string();
+    decode(json.as_bytes())
+        .map(Event::into_owned)
         .unwrap_or_else(|e| panic!("test event does not decode: {e}: {v}"))
 }
 
-pub fn attendance(id: &str, date: &str, status: &str) -> Event {
+pub fn attendance(id: &str, date: &str, status: &str) -> Event<'static> {
     ev(with(
         base("attendance", id, date),
         json!({ "status": status }),
     ))
 }
 
-pub fn referral(id: &str, date: &str, referral_id: &str, action: &str) -> Event {
+pub fn referral(id: &str, date: &str, referral_id: &str, action: &str) -> Event<'static> {
     ev(with(
         base("discipline", id, date),
         json!({ "referral_id": referral_id, "behavior": "B-01", "action": action }),
@@ -52,7 +54,7 @@ pub fn grade(
     subject: &str,
     period: &str,
     letter: &str,
-) -> Event {
+) -> Event<'static> {
     ev(with(
         base("grade", id, date),
         json!({ "section_id": section, "course_code": "C-1", "subject": subject,
