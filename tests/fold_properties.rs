@@ -130,38 +130,6 @@ fn history() -> impl Strategy<Value = Vec<Event<'static>>> {
         .prop_map(|specs| specs.iter().enumerate().map(|(i, s)| build(i, s)).collect())
 }
 
-/// What the figures alone decide: `Some(raised)` outside a hysteresis band, `None` inside.
-fn decided(flag: Flag, s: &StudentState, rules: &Rules) -> Option<bool> {
-    let f = s.figures().map(|(_, f)| f).unwrap_or_default();
-    let a = &rules.attendance;
-    match flag {
-        Flag::Attendance => {
-            if f.days_enrolled >= a.min_days_enrolled && f.absence_rate() >= a.raise_at_rate {
-                Some(true)
-            } else if f.days_enrolled < a.min_days_enrolled || f.absence_rate() < a.clear_below_rate
-            {
-                Some(false)
-            } else {
-                None
-            }
-        }
-        Flag::ConsecutiveAbsences => match f.streak {
-            0 => Some(false),
-            n if n >= rules.consecutive_absences.raise_at_streak => Some(true),
-            _ => None,
-        },
-        Flag::Behavior => Some(f.suspensions >= 1 || f.referrals >= 3),
-        Flag::CoursePerformance => Some(f.core_f >= 1 || f.core_d_or_f >= 2),
-        Flag::OffTrack => {
-            let inputs: Option<Vec<bool>> = Flag::INDICATORS
-                .iter()
-                .map(|i| decided(*i, s, rules))
-                .collect();
-            inputs.map(|v| v.into_iter().filter(|x| *x).count() >= 2)
-        }
-    }
-}
-
 /// Per flag, the published changes alternate raised/cleared, a clear carries its raise's id, and
 /// raises count 1, 2, … within each school year.
 fn assert_well_formed(changes: &[FlagChange]) {

@@ -2,7 +2,7 @@
 //! through the decoder.
 #![allow(dead_code)]
 
-use ontrack::core::{Event, FlagChange, Outcome, Rules, StudentState, decode};
+use ontrack::core::{Event, Flag, FlagChange, Outcome, Rules, StudentState, decode};
 use serde_json::{Value, json};
 
 pub const STUDENT: &str = "stu-0001";
@@ -98,4 +98,43 @@ pub fn describe(changes: &[FlagChange]) -> Vec<String> {
             format!("{verb} {}", c.flag_id())
         })
         .collect()
+}
+
+/// What the figures alone decide: `Some(raised)` outside a hysteresis band, `None` inside.
+pub fn decided(flag: Flag, s: &StudentState, rules: &Rules) -> Option<bool> {
+    let f = s.figures().map(|(_, f)| f).unwrap_or_default();
+    let a = &rules.attendance;
+    match flag {
+        Flag::Attendance => {
+            if f.days_enrolled >= a.min_days_enrolled && f.absence_rate() >= a.raise_at_rate {
+                Some(true)
+            } else if f.days_enrolled < a.min_days_enrolled || f.absence_rate() < a.clear_below_rate
+            {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        Flag::ConsecutiveAbsences => match f.streak {
+            0 => Some(false),
+            n if n >= rules.consecutive_absences.raise_at_streak => Some(true),
+            _ => None,
+        },
+        Flag::Behavior => Some(
+            f.suspensions >= rules.behavior.raise_at_suspensions
+                || f.referrals >= rules.behavior.raise_at_referrals,
+        ),
+        Flag::CoursePerformance => Some(
+            f.core_f >= rules.course_performance.raise_at_core_f
+                || f.core_d_or_f >= rules.course_performance.raise_at_core_d_or_f,
+        ),
+        Flag::OffTrack => {
+            let inputs: Option<Vec<bool>> = Flag::INDICATORS
+                .iter()
+                .map(|i| decided(*i, s, rules))
+                .collect();
+            let needed = rules.off_track.raise_at_indicators as usize;
+            inputs.map(|v| v.into_iter().filter(|x| *x).count() >= needed)
+        }
+    }
 }
