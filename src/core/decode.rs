@@ -296,10 +296,8 @@ impl Checker<'_> {
         match f {
             Field::Missing | Field::Null => Ok(None),
             Field::Num(n) if (min..=max).contains(n) => Ok(Some(*n)),
-            Field::Num(n) => Err(self.err(
-                name,
-                format!("expected a number from {min} to {max}, got {n}"),
-            )),
+            // The value itself is not repeated: it may be a grade, and reasons end up in logs.
+            Field::Num(_) => Err(self.err(name, format!("expected a number from {min} to {max}"))),
             other => Err(self.wrong(name, "a number", other)),
         }
     }
@@ -400,10 +398,8 @@ impl<'a> RawEvent<'a> {
                 let letter = match &self.letter_grade {
                     Field::Missing | Field::Null => None,
                     Field::Str(s) => Some(parse_letter(s).ok_or_else(|| {
-                        c.err(
-                            "letter_grade",
-                            format!("expected A to F with an optional + or -, got {}", quoted(s)),
-                        )
+                        // Not quoted: a grade does not go into logs, even a malformed one.
+                        c.err("letter_grade", "expected A to F with an optional + or -")
                     })?),
                     other => return Err(c.wrong("letter_grade", "a string", other)),
                 };
@@ -700,6 +696,29 @@ mod tests {
             "2026-02-30T08:00:00Z",
         ] {
             assert_eq!(t(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_contract_field_is_ambiguous_and_rejected() {
+        let json = attendance("\"present\"")
+            .replace("\"status\"", "\"status\":\"absent_unexcused\",\"status\"");
+        let err = decode(json.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("duplicate field `status`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_grade_is_not_repeated_in_the_reason() {
+        let base = r#"{"type":"grade","event_id":"g1","student_id":"s1","school_id":"h1","date":"2026-11-01","recorded_at":"2026-11-01T08:00:00Z","section_id":"x","course_code":"ALG1","subject":"math","grading_period":"2026-Q1""#;
+        for (extra, secret) in [
+            (r#","letter_grade":"Fzz""#, "Fzz"),
+            (r#","numeric_grade":104.25"#, "104.25"),
+        ] {
+            let err = decode(format!("{base}{extra}}}").as_bytes()).unwrap_err();
+            assert!(!err.to_string().contains(secret), "{err}");
         }
     }
 
