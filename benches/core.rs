@@ -36,11 +36,7 @@ struct Live {
 
 impl Live {
     fn new(students: u32) -> Live {
-        let spec = DistrictSpec {
-            students,
-            days: 200,
-            ..DistrictSpec::default()
-        };
+        let spec = DistrictSpec { students, days: 200, ..DistrictSpec::default() };
         let mut live = Live {
             district: District::new(spec),
             states: Students::default(),

@@ -82,12 +82,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Replay {
-            events,
-            out,
-            rules,
-            dead_letter,
-        } => {
+        Command::Replay { events, out, rules, dead_letter } => {
             let rules = load_rules(rules.as_ref())?;
             let dash = |p: &PathBuf| p.as_os_str() == "-";
             let dead_letter = dead_letter.unwrap_or_else(|| {
@@ -125,26 +120,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Synth {
-            students,
-            schools,
-            days,
-            start,
-            seed,
-            bad_rate,
-            out,
-        } => {
+        Command::Synth { students, schools, days, start, seed, bad_rate, out } => {
             if !(0.0..=1.0).contains(&bad_rate) {
                 anyhow::bail!("--bad-rate: must be from 0 to 1, got {bad_rate}");
             }
-            let spec = DistrictSpec {
-                students,
-                schools,
-                days,
-                start,
-                seed,
-                bad_rate,
-            };
+            let spec = DistrictSpec { students, schools, days, start, seed, bad_rate };
             let mut district = District::new(spec);
             let mut output = open_out(&out, "--out")?;
             for day in 0..days {

@@ -35,9 +35,7 @@ impl<'a> FlagEvent<'a> {
             as_of: change.as_of.to_string(),
             caused_by: &change.caused_by,
             evidence: change.evidence.as_ref(),
-            emitted_at: emitted_at
-                .format(&Rfc3339)
-                .unwrap_or_else(|_| emitted_at.to_string()),
+            emitted_at: emitted_at.format(&Rfc3339).unwrap_or_else(|_| emitted_at.to_string()),
         }
     }
 }

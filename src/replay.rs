@@ -118,11 +118,7 @@ impl fmt::Display for Summary {
             "{} events read, {} rejected, {} duplicates skipped, {} students",
             self.events_read, self.rejected, self.duplicates, self.students
         )?;
-        writeln!(
-            f,
-            "{:<22} {:>9} {:>9} {:>13}",
-            "flag", "raised", "cleared", "still raised"
-        )?;
+        writeln!(f, "{:<22} {:>9} {:>9} {:>13}", "flag", "raised", "cleared", "still raised")?;
         for flag in Flag::ALL {
             let i = flag.index();
             writeln!(

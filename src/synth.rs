@@ -98,11 +98,8 @@ impl District {
                     x if x < 0.90 => rng.random_range(0.04..0.11),
                     _ => rng.random_range(0.14..0.40),
                 };
-                let p_referral = if rng.random_bool(0.2) {
-                    rng.random_range(0.002..0.04)
-                } else {
-                    0.0
-                };
+                let p_referral =
+                    if rng.random_bool(0.2) { rng.random_range(0.002..0.04) } else { 0.0 };
                 let academic = 86.0 - p_absent * 60.0 + rng.random_range(-12.0..10.0);
                 Student {
                     id: format!("stu-{i:07}"),
@@ -122,14 +119,7 @@ impl District {
             }
             d = d.saturating_add(Duration::days(1));
         }
-        District {
-            spec,
-            rng,
-            students,
-            dates,
-            later: BTreeMap::new(),
-            referrals: 0,
-        }
+        District { spec, rng, students, dates, later: BTreeMap::new(), referrals: 0 }
     }
 
     /// The school days, in order.
@@ -157,9 +147,8 @@ impl District {
                 self.grades(s, date, day, &mut out);
             }
             if day > 0 && self.rng.random_bool(0.0005) {
-                let advocate = self
-                    .rng
-                    .random_range(0..self.spec.students.div_ceil(CASELOAD).max(1));
+                let advocate =
+                    self.rng.random_range(0..self.spec.students.div_ceil(CASELOAD).max(1));
                 out.push(self.assignment(s, date, day, advocate));
             }
         }
@@ -202,11 +191,7 @@ impl District {
 
     fn attendance(&mut self, s: usize, date: Date, day: u32, out: &mut Vec<SynthEvent>) {
         let st = &self.students[s];
-        let p = if st.absent_yesterday {
-            (st.p_absent * 5.0).min(0.7)
-        } else {
-            st.p_absent
-        };
+        let p = if st.absent_yesterday { (st.p_absent * 5.0).min(0.7) } else { st.p_absent };
         let absent = self.rng.random_bool(p);
         self.students[s].absent_yesterday = absent;
         let status = match (absent, self.rng.random::<f64>()) {
@@ -241,11 +226,7 @@ impl District {
             let student_id = self.students[s].id.clone();
             self.push_later(
                 day + after,
-                SynthEvent {
-                    kind: EventKind::Attendance,
-                    student_id,
-                    json,
-                },
+                SynthEvent { kind: EventKind::Attendance, student_id, json },
             );
         }
         if self.rng.random_bool(0.002) {
@@ -283,13 +264,7 @@ impl District {
             json
         };
         let json = body(
-            self.head(
-                "discipline",
-                &format!("{referral_id}-a"),
-                s,
-                date,
-                &recorded_at,
-            ),
+            self.head("discipline", &format!("{referral_id}-a"), s, date, &recorded_at),
             false,
         );
         out.push(SynthEvent {
@@ -301,23 +276,13 @@ impl District {
             let after = self.rng.random_range(1..5);
             let recorded_at = self.stamp(date, after);
             let json = body(
-                self.head(
-                    "discipline",
-                    &format!("{referral_id}-r"),
-                    s,
-                    date,
-                    &recorded_at,
-                ),
+                self.head("discipline", &format!("{referral_id}-r"), s, date, &recorded_at),
                 true,
             );
             let student_id = self.students[s].id.clone();
             self.push_later(
                 day + after,
-                SynthEvent {
-                    kind: EventKind::Discipline,
-                    student_id,
-                    json,
-                },
+                SynthEvent { kind: EventKind::Discipline, student_id, json },
             );
         }
     }
@@ -359,11 +324,7 @@ impl District {
             json,
             r#","advocate_id":"adv-{advocate:05}","advocate":{{"name":"Advocate {advocate}","email":"adv-{advocate:05}@example.org","timezone":"America/Chicago"}}}}"#
         );
-        SynthEvent {
-            kind: EventKind::Assignment,
-            student_id: self.students[s].id.clone(),
-            json,
-        }
+        SynthEvent { kind: EventKind::Assignment, student_id: self.students[s].id.clone(), json }
     }
 
     /// A malformed copy of `e`, as broken SIS exports produce them.
@@ -377,11 +338,7 @@ impl District {
         };
         // A new event id, so the copy is not a duplicate of the original.
         let json = json.replacen(r#""event_id":""#, r#""event_id":"bad-"#, 1);
-        SynthEvent {
-            kind: e.kind,
-            student_id: e.student_id.clone(),
-            json,
-        }
+        SynthEvent { kind: e.kind, student_id: e.student_id.clone(), json }
     }
 }
 
@@ -391,11 +348,7 @@ mod tests {
     use crate::core::decode;
 
     fn spec() -> DistrictSpec {
-        DistrictSpec {
-            students: 200,
-            days: 35,
-            ..DistrictSpec::default()
-        }
+        DistrictSpec { students: 200, days: 35, ..DistrictSpec::default() }
     }
 
     #[test]
@@ -410,10 +363,7 @@ mod tests {
 
     #[test]
     fn every_generated_event_is_valid_and_bad_ones_are_not() {
-        let mut d = District::new(DistrictSpec {
-            bad_rate: 0.01,
-            ..spec()
-        });
+        let mut d = District::new(DistrictSpec { bad_rate: 0.01, ..spec() });
         let (mut ok, mut bad) = (0, 0);
         for day in 0..35 {
             for e in d.day(day) {

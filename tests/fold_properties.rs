@@ -77,33 +77,16 @@ fn build(i: usize, s: &Spec) -> Event<'static> {
     let at = |date: usize, minute: u8| format!("{}T08:0{minute}:00Z", dates[date]);
     let id = format!("e{i:03}");
     match s {
-        Spec::Attendance {
-            date,
-            minute,
-            status,
-        } => ev(with(
+        Spec::Attendance { date, minute, status } => ev(with(
             base("attendance", &id, &dates[*date]),
             json!({"status": status, "recorded_at": at(*date, *minute)}),
         )),
-        Spec::Referral {
-            date,
-            minute,
-            referral,
-            action,
-            retracted,
-        } => ev(with(
+        Spec::Referral { date, minute, referral, action, retracted } => ev(with(
             base("discipline", &id, &dates[*date]),
             json!({"referral_id": format!("ref-{referral}"), "behavior": "B-01", "action": action,
                    "retracted": retracted, "recorded_at": at(*date, *minute)}),
         )),
-        Spec::Grade {
-            date,
-            minute,
-            section,
-            period,
-            letter,
-            retracted,
-        } => {
+        Spec::Grade { date, minute, section, period, letter, retracted } => {
             // sec-3 is an elective, the rest are core.
             let subject = ["math", "ela", "science", "other"][usize::from(*section)];
             ev(with(
@@ -114,11 +97,7 @@ fn build(i: usize, s: &Spec) -> Event<'static> {
                    "retracted": retracted, "recorded_at": at(*date, *minute)}),
             ))
         }
-        Spec::Assignment {
-            date,
-            minute,
-            advocate,
-        } => ev(with(
+        Spec::Assignment { date, minute, advocate } => ev(with(
             base("assignment", &id, &dates[*date]),
             json!({"advocate_id": advocate.map(|a| format!("adv-{a}")), "recorded_at": at(*date, *minute)}),
         )),
@@ -139,19 +118,13 @@ fn assert_well_formed(changes: &[FlagChange]) {
         match c.change {
             Change::Raised => {
                 assert!(!open.contains_key(&c.flag), "raised twice: {}", c.flag_id());
-                let n = last_n
-                    .entry((c.flag, c.school_year.to_string()))
-                    .or_insert(0);
+                let n = last_n.entry((c.flag, c.school_year.to_string())).or_insert(0);
                 assert_eq!(c.n, *n + 1, "gap in raises: {}", c.flag_id());
                 *n = c.n;
                 open.insert(c.flag, c.flag_id());
             }
             Change::Cleared => {
-                assert_eq!(
-                    open.remove(&c.flag),
-                    Some(c.flag_id()),
-                    "clear without its raise"
-                );
+                assert_eq!(open.remove(&c.flag), Some(c.flag_id()), "clear without its raise");
             }
         }
     }

@@ -45,10 +45,7 @@ fn lines(path: &Path) -> Vec<Value> {
 }
 
 fn without_emitted_at(mut v: Value) -> Value {
-    assert!(
-        v["emitted_at"].as_str().is_some_and(|t| t.ends_with('Z')),
-        "{v}"
-    );
+    assert!(v["emitted_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
     v.as_object_mut().unwrap().remove("emitted_at");
     v
 }
@@ -70,11 +67,7 @@ fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
                 &format!("a{i}"),
                 "stu-7",
                 d,
-                if i == 0 {
-                    "absent_unexcused"
-                } else {
-                    "present"
-                },
+                if i == 0 { "absent_unexcused" } else { "present" },
             )
         })
         .collect();
@@ -90,20 +83,10 @@ fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
     std::fs::write(&events, input.join("\n") + "\n").unwrap();
     let out = tmp("order.flags.jsonl");
     let run = ontrack(
-        &[
-            "replay",
-            "--events",
-            events.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        &["replay", "--events", events.to_str().unwrap(), "--out", out.to_str().unwrap()],
         None,
     );
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 
     let flags: Vec<Value> = lines(&out).into_iter().map(without_emitted_at).collect();
     assert_eq!(
@@ -128,10 +111,8 @@ fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
         .unwrap(),
     )
     .unwrap();
-    let validator = jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap();
+    let validator =
+        jsonschema::draft202012::options().should_validate_formats(true).build(&schema).unwrap();
     for flag in lines(&out) {
         assert!(validator.is_valid(&flag), "{flag}");
     }
@@ -158,50 +139,25 @@ fn a_bad_line_is_reported_and_dead_lettered_and_the_run_goes_on() {
     bytes.extend_from_slice(b"\n\xff\xfe not utf-8\n");
     let dead = tmp("bad.rejected");
     let run = ontrack(
-        &[
-            "replay",
-            "--events",
-            "-",
-            "--out",
-            "-",
-            "--dead-letter",
-            dead.to_str().unwrap(),
-        ],
+        &["replay", "--events", "-", "--out", "-", "--dead-letter", dead.to_str().unwrap()],
         Some(&bytes),
     );
     assert!(run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        stderr.contains("line 2: invalid JSON: EOF while parsing"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("line 2: invalid JSON: EOF while parsing"), "{stderr}");
     assert!(stderr.contains(
         "line 3: attendance.status: expected one of present, tardy, absent_excused, absent_unexcused, retracted, got \"absnt\""
     ), "{stderr}");
-    assert!(
-        stderr.contains("line 8: invalid JSON: not UTF-8"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("line 8: invalid JSON: not UTF-8"), "{stderr}");
     assert!(
         stderr.contains("7 events read, 3 rejected, 1 duplicates skipped, 1 students"),
         "{stderr}"
     );
 
     let rejected = lines(&dead);
-    assert_eq!(
-        rejected
-            .iter()
-            .map(|r| r["line"].as_u64().unwrap())
-            .collect::<Vec<_>>(),
-        [2, 3, 8]
-    );
+    assert_eq!(rejected.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(), [2, 3, 8]);
     assert_eq!(rejected[1]["raw"], input[2]);
-    assert!(
-        rejected[1]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("attendance.status: ")
-    );
+    assert!(rejected[1]["reason"].as_str().unwrap().starts_with("attendance.status: "));
     assert_eq!(rejected[2]["raw_base64"], "//4gbm90IHV0Zi04");
 
     // The events after the bad lines still count: three absences in a row.
@@ -211,76 +167,37 @@ fn a_bad_line_is_reported_and_dead_lettered_and_the_run_goes_on() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(flags.len(), 1);
-    assert_eq!(
-        flags[0]["flag_id"],
-        "2026-2027/stu-1/consecutive_absences/1"
-    );
+    assert_eq!(flags[0]["flag_id"], "2026-2027/stu-1/consecutive_absences/1");
     assert_eq!(flags[0]["caused_by"], "a2");
 }
 
 #[test]
 fn a_broken_rules_file_stops_the_run_and_names_the_key() {
     let rules = tmp("bad-rules.toml");
-    std::fs::write(
-        &rules,
-        "[attendance]\nraise_at_rate = 0.10\nclear_below_rate = 0.2\n",
-    )
-    .unwrap();
-    let run = ontrack(
-        &[
-            "replay",
-            "--events",
-            "-",
-            "--out",
-            "-",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
-        Some(b""),
-    );
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("attendance.clear_below_rate"), "{stderr}");
-
-    std::fs::write(&rules, "[attendance]\nraise_rate = 0.2\n").unwrap();
-    let run = ontrack(
-        &[
-            "replay",
-            "--events",
-            "-",
-            "--out",
-            "-",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
-        Some(b""),
-    );
-    assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("raise_rate"));
+    for (text, key) in [
+        (
+            "[attendance]\nraise_at_rate = 0.10\nclear_below_rate = 0.2\n",
+            "attendance.clear_below_rate",
+        ),
+        ("[attendance]\nraise_rate = 0.2\n", "raise_rate"),
+    ] {
+        std::fs::write(&rules, text).unwrap();
+        let args = ["replay", "--events", "-", "--out", "-", "--rules", rules.to_str().unwrap()];
+        let run = ontrack(&args, Some(b""));
+        assert!(!run.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(key), "{stderr}");
+    }
 }
 
 /// A synthetic district, as JSON lines.
 fn district(students: &str, days: &str, seed: &str) -> Vec<String> {
     let run = ontrack(
-        &[
-            "synth",
-            "--students",
-            students,
-            "--days",
-            days,
-            "--seed",
-            seed,
-            "--bad-rate",
-            "0.001",
-        ],
+        &["synth", "--students", students, "--days", days, "--seed", seed, "--bad-rate", "0.001"],
         None,
     );
     assert!(run.status.success());
-    String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8(run.stdout).unwrap().lines().map(str::to_owned).collect()
 }
 
 fn replay_lines(lines: &[String], name: &str) -> (Vec<Value>, String) {
@@ -288,13 +205,7 @@ fn replay_lines(lines: &[String], name: &str) -> (Vec<Value>, String) {
     std::fs::write(&events, lines.join("\n")).unwrap();
     let out = tmp(&format!("{name}.flags.jsonl"));
     let run = ontrack(
-        &[
-            "replay",
-            "--events",
-            events.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        &["replay", "--events", events.to_str().unwrap(), "--out", out.to_str().unwrap()],
         None,
     );
     assert!(run.status.success());
@@ -309,10 +220,8 @@ fn lines_of(path: &Path) -> Vec<Value> {
 fn final_flags(flags: &[Value]) -> BTreeMap<(String, String), bool> {
     let mut last = BTreeMap::new();
     for f in flags {
-        let key = (
-            f["student_id"].as_str().unwrap().to_owned(),
-            f["flag"].as_str().unwrap().to_owned(),
-        );
+        let key =
+            (f["student_id"].as_str().unwrap().to_owned(), f["flag"].as_str().unwrap().to_owned());
         last.insert(key, f["type"] == "flag.raised");
     }
     last
@@ -323,17 +232,10 @@ fn the_same_input_gives_the_same_flags_and_summary() {
     let input = district("300", "40", "7");
     let (a, summary_a) = replay_lines(&input, "same-a");
     let (b, summary_b) = replay_lines(&input, "same-b");
-    assert!(
-        a.len() > 100,
-        "a district this size raises flags: {}",
-        a.len()
-    );
+    assert!(a.len() > 100, "a district this size raises flags: {}", a.len());
     assert_eq!(a, b);
     let without_path = |s: &str| {
-        s.lines()
-            .filter(|l| !l.starts_with("rejected lines:"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        s.lines().filter(|l| !l.starts_with("rejected lines:")).collect::<Vec<_>>().join("\n")
     };
     assert!(summary_a.contains("rejected lines: "), "{summary_a}");
     assert_eq!(without_path(&summary_a), without_path(&summary_b));
@@ -365,16 +267,8 @@ fn shuffled_input_ends_with_the_same_flags_wherever_the_figures_decide_them() {
             let Some(raised) = decided(*flag, state, &rules) else {
                 continue;
             };
-            assert_eq!(
-                a.get(&key).copied().unwrap_or(false),
-                raised,
-                "{key:?} in order"
-            );
-            assert_eq!(
-                b.get(&key).copied().unwrap_or(false),
-                raised,
-                "{key:?} shuffled"
-            );
+            assert_eq!(a.get(&key).copied().unwrap_or(false), raised, "{key:?} in order");
+            assert_eq!(b.get(&key).copied().unwrap_or(false), raised, "{key:?} shuffled");
             compared += 1;
         }
     }

@@ -17,14 +17,8 @@ fn root() -> PathBuf {
 fn validator(name: &str) -> jsonschema::Validator {
     let text = fs::read_to_string(root().join(format!("{name}.schema.json"))).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
-    assert!(
-        jsonschema::meta::is_valid(&schema),
-        "{name}.schema.json is not a valid JSON Schema"
-    );
-    jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap()
+    assert!(jsonschema::meta::is_valid(&schema), "{name}.schema.json is not a valid JSON Schema");
+    jsonschema::draft202012::options().should_validate_formats(true).build(&schema).unwrap()
 }
 
 /// `(file name, bytes, expected valid)` of every example of one schema.
@@ -35,18 +29,12 @@ fn examples(name: &str) -> Vec<(String, Vec<u8>, bool)> {
         .map(|p| {
             let file = p.file_name().unwrap().to_string_lossy().into_owned();
             let valid = file.starts_with("valid-");
-            assert!(
-                valid || file.starts_with("invalid-"),
-                "{file}: name it valid-* or invalid-*"
-            );
+            assert!(valid || file.starts_with("invalid-"), "{file}: name it valid-* or invalid-*");
             (file, fs::read(&p).unwrap(), valid)
         })
         .collect();
     out.sort();
-    assert!(
-        out.iter().any(|e| e.2) && out.iter().any(|e| !e.2),
-        "{name}: need both kinds"
-    );
+    assert!(out.iter().any(|e| e.2) && out.iter().any(|e| !e.2), "{name}: need both kinds");
     out
 }
 
@@ -57,11 +45,7 @@ fn every_example_validates_as_its_name_says() {
         for (file, bytes, valid) in examples(name) {
             let instance: Value = serde_json::from_slice(&bytes).unwrap();
             let errors: Vec<String> = v.iter_errors(&instance).map(|e| e.to_string()).collect();
-            assert_eq!(
-                errors.is_empty(),
-                valid,
-                "{name}/{file}: schema says {errors:?}"
-            );
+            assert_eq!(errors.is_empty(), valid, "{name}/{file}: schema says {errors:?}");
         }
     }
 }
@@ -74,11 +58,7 @@ fn the_decoder_agrees_with_the_schema_on_every_example() {
             let instance: Value = serde_json::from_slice(&bytes).unwrap();
             let schema_ok = v.is_valid(&instance);
             let decoded = decode(&bytes);
-            assert_eq!(
-                decoded.is_ok(),
-                schema_ok,
-                "{name}/{file}: decoder says {decoded:?}"
-            );
+            assert_eq!(decoded.is_ok(), schema_ok, "{name}/{file}: decoder says {decoded:?}");
             match decoded {
                 Ok(event) => assert_eq!(event.kind().as_str(), name, "{file}"),
                 // Every rejection names the field at fault.
@@ -94,10 +74,7 @@ fn a_valid_event_of_one_type_is_invalid_for_the_others() {
         let (_, bytes, _) = examples(name).into_iter().find(|e| e.2).unwrap();
         let instance: Value = serde_json::from_slice(&bytes).unwrap();
         for other in INPUTS.iter().filter(|o| **o != name) {
-            assert!(
-                !validator(other).is_valid(&instance),
-                "{name} example passes {other}"
-            );
+            assert!(!validator(other).is_valid(&instance), "{name} example passes {other}");
         }
     }
 }

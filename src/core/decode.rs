@@ -29,10 +29,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn whole(problem: impl Into<String>) -> Self {
-        DecodeError {
-            field: None,
-            problem: problem.into(),
-        }
+        DecodeError { field: None, problem: problem.into() }
     }
 
     /// A short, bounded label for metrics (never any input text).
@@ -53,11 +50,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| DecodeError::whole(format!("invalid JSON: not UTF-8 text ({e})")))?;
     let json_error = |e: serde_json::Error| {
-        let kind = if e.is_data() {
-            "not an event"
-        } else {
-            "invalid JSON"
-        };
+        let kind = if e.is_data() { "not an event" } else { "invalid JSON" };
         DecodeError::whole(format!("{kind}: {e}"))
     };
     let mut de = serde_json::Deserializer::from_str(text);
@@ -229,10 +222,7 @@ struct Checker<'p> {
 
 impl Checker<'_> {
     fn err(&self, name: &str, problem: impl Into<String>) -> DecodeError {
-        DecodeError {
-            field: Some(format!("{}.{name}", self.prefix)),
-            problem: problem.into(),
-        }
+        DecodeError { field: Some(format!("{}.{name}", self.prefix)), problem: problem.into() }
     }
 
     fn wrong(&self, name: &str, expected: &str, got: &Field<'_>) -> DecodeError {
@@ -305,10 +295,7 @@ impl Checker<'_> {
     fn date(&self, f: &Field<'_>) -> Result<Date, DecodeError> {
         match f {
             Field::Str(s) => parse_date(s).ok_or_else(|| {
-                self.err(
-                    "date",
-                    format!("expected a calendar date YYYY-MM-DD, got {}", quoted(s)),
-                )
+                self.err("date", format!("expected a calendar date YYYY-MM-DD, got {}", quoted(s)))
             }),
             other => Err(self.wrong("date", "a date string YYYY-MM-DD", other)),
         }
@@ -354,9 +341,7 @@ impl<'a> RawEvent<'a> {
                 });
             }
         };
-        let c = Checker {
-            prefix: kind.as_str(),
-        };
+        let c = Checker { prefix: kind.as_str() };
         let event_id = c.id("event_id", self.event_id)?;
         let student_id = c.id("student_id", self.student_id)?;
         let school_id = c.id("school_id", self.school_id)?;
@@ -405,10 +390,9 @@ impl<'a> RawEvent<'a> {
                 };
                 let numeric = c.opt_num("numeric_grade", &self.numeric_grade, 0.0, 100.0)?;
                 if letter.is_none() && numeric.is_none() {
-                    return Err(c.err(
-                        "letter_grade",
-                        "missing: give letter_grade, numeric_grade or both",
-                    ));
+                    return Err(
+                        c.err("letter_grade", "missing: give letter_grade, numeric_grade or both")
+                    );
                 }
                 EventBody::GradePosted {
                     section_id,
@@ -427,9 +411,7 @@ impl<'a> RawEvent<'a> {
                 let advocate = match self.advocate {
                     Field::Missing | Field::Null => None,
                     Field::Object(raw) => {
-                        let a = Checker {
-                            prefix: "assignment.advocate",
-                        };
+                        let a = Checker { prefix: "assignment.advocate" };
                         Some(AdvocateContact {
                             name: a.opt_str("name", raw.name)?,
                             email: a.opt_str("email", raw.email)?,
@@ -439,20 +421,10 @@ impl<'a> RawEvent<'a> {
                     }
                     other => return Err(c.wrong("advocate", "an object", &other)),
                 };
-                EventBody::AdvocateAssigned {
-                    advocate_id,
-                    advocate,
-                }
+                EventBody::AdvocateAssigned { advocate_id, advocate }
             }
         };
-        Ok(Event {
-            event_id,
-            student_id,
-            school_id,
-            date,
-            recorded_at,
-            body,
-        })
+        Ok(Event { event_id, student_id, school_id, date, recorded_at, body })
     }
 }
 
@@ -472,9 +444,8 @@ pub fn parse_date(s: &str) -> Option<Date> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, &d| {
-            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-        })
+        b[r].iter()
+            .try_fold(0u32, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
     };
     let year = i32::try_from(num(0..4)?).ok()?;
     let month = Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
@@ -518,11 +489,7 @@ pub fn parse_timestamp(s: &str) -> Option<RecordedAt> {
             if oh > 23 || om > 59 {
                 return None;
             }
-            if *sign == b'+' {
-                oh * 60 + om
-            } else {
-                -(oh * 60 + om)
-            }
+            if *sign == b'+' { oh * 60 + om } else { -(oh * 60 + om) }
         }
         _ => return None,
     };
@@ -536,10 +503,7 @@ pub fn parse_timestamp(s: &str) -> Option<RecordedAt> {
         }
         nanos = 999_999_999;
     }
-    Some(RecordedAt {
-        secs: utc_secs,
-        nanos,
-    })
+    Some(RecordedAt { secs: utc_secs, nanos })
 }
 
 const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
@@ -569,17 +533,9 @@ mod tests {
         assert_eq!(e.student_id, "s1");
         assert_eq!(
             e.body,
-            EventBody::AttendanceRecorded {
-                status: AttendanceStatus::AbsentUnexcused
-            }
+            EventBody::AttendanceRecorded { status: AttendanceStatus::AbsentUnexcused }
         );
-        assert_eq!(
-            e.recorded_at,
-            RecordedAt {
-                secs: 1_788_266_400,
-                nanos: 0
-            }
-        );
+        assert_eq!(e.recorded_at, RecordedAt { secs: 1_788_266_400, nanos: 0 });
     }
 
     #[test]
@@ -608,10 +564,7 @@ mod tests {
     #[test]
     fn impossible_dates_and_timestamps_are_rejected() {
         let json = attendance("\"present\"").replace("2026-09-01\"", "2026-02-30\"");
-        assert_eq!(
-            decode(json.as_bytes()).unwrap_err().field.as_deref(),
-            Some("attendance.date")
-        );
+        assert_eq!(decode(json.as_bytes()).unwrap_err().field.as_deref(), Some("attendance.date"));
         let json = attendance("\"present\"").replace("T08:40:00-04:00", " 08:40");
         assert_eq!(
             decode(json.as_bytes()).unwrap_err().field.as_deref(),
@@ -631,13 +584,7 @@ mod tests {
     fn assignment_with_null_advocate_ends_the_assignment() {
         let json = r#"{"type":"assignment","event_id":"a1","student_id":"s1","school_id":"h1","date":"2026-09-01","recorded_at":"2026-09-01T08:00:00Z","advocate_id":null}"#;
         let e = decode(json.as_bytes()).unwrap();
-        assert_eq!(
-            e.body,
-            EventBody::AdvocateAssigned {
-                advocate_id: None,
-                advocate: None
-            }
-        );
+        assert_eq!(e.body, EventBody::AdvocateAssigned { advocate_id: None, advocate: None });
         let missing = json.replace(",\"advocate_id\":null", "");
         assert_eq!(
             decode(missing.as_bytes()).unwrap_err().to_string(),
@@ -651,9 +598,7 @@ mod tests {
         assert!(decode(format!("{base}}}").as_bytes()).is_err());
         let json = format!("{base},\"letter_grade\":\"D+\"}}");
         let e = decode(json.as_bytes()).unwrap();
-        let EventBody::GradePosted { mark, .. } = e.body else {
-            panic!("not a grade")
-        };
+        let EventBody::GradePosted { mark, .. } = e.body else { panic!("not a grade") };
         assert_eq!(mark.letter, Some(*b"D+"));
         assert!(decode(format!("{base},\"numeric_grade\":101}}").as_bytes()).is_err());
         assert!(decode(format!("{base},\"letter_grade\":\"G\"}}").as_bytes()).is_err());
@@ -662,23 +607,11 @@ mod tests {
     #[test]
     fn timestamps_are_instants() {
         let t = |s: &str| parse_timestamp(s);
-        assert_eq!(
-            t("1970-01-01T00:00:00Z"),
-            Some(RecordedAt { secs: 0, nanos: 0 })
-        );
+        assert_eq!(t("1970-01-01T00:00:00Z"), Some(RecordedAt { secs: 0, nanos: 0 }));
         assert_eq!(t("2026-09-01T09:00:00+01:00"), t("2026-09-01t08:00:00z"));
-        assert_eq!(
-            t("2026-09-01T08:00:00.5Z").map(|r| r.nanos),
-            Some(500_000_000)
-        );
-        assert_eq!(
-            t("2026-09-01T08:00:00.1234567891Z").map(|r| r.nanos),
-            Some(123_456_789)
-        );
-        assert_eq!(
-            t("0001-01-01T00:00:00Z").map(|r| r.secs),
-            Some(-62_135_596_800)
-        );
+        assert_eq!(t("2026-09-01T08:00:00.5Z").map(|r| r.nanos), Some(500_000_000));
+        assert_eq!(t("2026-09-01T08:00:00.1234567891Z").map(|r| r.nanos), Some(123_456_789));
+        assert_eq!(t("0001-01-01T00:00:00Z").map(|r| r.secs), Some(-62_135_596_800));
         // A leap second only where the UTC time is 23:59.
         let leap = t("2026-12-31T23:59:60Z").unwrap();
         assert!(t("2026-12-31T23:59:59.9Z").unwrap() < leap);
@@ -704,19 +637,15 @@ mod tests {
         let json = attendance("\"present\"")
             .replace("\"status\"", "\"status\":\"absent_unexcused\",\"status\"");
         let err = decode(json.as_bytes()).unwrap_err();
-        assert!(
-            err.to_string().contains("duplicate field `status`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("duplicate field `status`"), "{err}");
     }
 
     #[test]
     fn a_bad_grade_is_not_repeated_in_the_reason() {
         let base = r#"{"type":"grade","event_id":"g1","student_id":"s1","school_id":"h1","date":"2026-11-01","recorded_at":"2026-11-01T08:00:00Z","section_id":"x","course_code":"ALG1","subject":"math","grading_period":"2026-Q1""#;
-        for (extra, secret) in [
-            (r#","letter_grade":"Fzz""#, "Fzz"),
-            (r#","numeric_grade":104.25"#, "104.25"),
-        ] {
+        for (extra, secret) in
+            [(r#","letter_grade":"Fzz""#, "Fzz"), (r#","numeric_grade":104.25"#, "104.25")]
+        {
             let err = decode(format!("{base}{extra}}}").as_bytes()).unwrap_err();
             assert!(!err.to_string().contains(secret), "{err}");
         }

@@ -76,17 +76,14 @@ impl Event<'_> {
                 EventBody::AttendanceRecorded { status } => {
                     EventBody::AttendanceRecorded { status }
                 }
-                EventBody::ReferralRecorded {
-                    referral_id,
-                    action,
-                    action_days,
-                    retracted,
-                } => EventBody::ReferralRecorded {
-                    referral_id: own(referral_id),
-                    action,
-                    action_days,
-                    retracted,
-                },
+                EventBody::ReferralRecorded { referral_id, action, action_days, retracted } => {
+                    EventBody::ReferralRecorded {
+                        referral_id: own(referral_id),
+                        action,
+                        action_days,
+                        retracted,
+                    }
+                }
                 EventBody::GradePosted {
                     section_id,
                     course_code,
@@ -102,13 +99,9 @@ impl Event<'_> {
                     mark,
                     retracted,
                 },
-                EventBody::AdvocateAssigned {
-                    advocate_id,
-                    advocate,
-                } => EventBody::AdvocateAssigned {
-                    advocate_id: advocate_id.map(own),
-                    advocate,
-                },
+                EventBody::AdvocateAssigned { advocate_id, advocate } => {
+                    EventBody::AdvocateAssigned { advocate_id: advocate_id.map(own), advocate }
+                }
             },
         }
     }
@@ -158,10 +151,7 @@ wire_enum!(
 
 impl AttendanceStatus {
     pub fn is_absence(self) -> bool {
-        matches!(
-            self,
-            AttendanceStatus::AbsentExcused | AttendanceStatus::AbsentUnexcused
-        )
+        matches!(self, AttendanceStatus::AbsentExcused | AttendanceStatus::AbsentUnexcused)
     }
 }
 

@@ -47,25 +47,11 @@ impl Change {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Evidence {
-    Attendance {
-        days_enrolled: u32,
-        days_absent: u32,
-        absence_rate: f64,
-    },
-    ConsecutiveAbsences {
-        streak: u32,
-    },
-    Behavior {
-        referrals: u32,
-        suspensions: u32,
-    },
-    CoursePerformance {
-        core_f: u32,
-        core_d_or_f: u32,
-    },
-    OffTrack {
-        indicators: Vec<Flag>,
-    },
+    Attendance { days_enrolled: u32, days_absent: u32, absence_rate: f64 },
+    ConsecutiveAbsences { streak: u32 },
+    Behavior { referrals: u32, suspensions: u32 },
+    CoursePerformance { core_f: u32, core_d_or_f: u32 },
+    OffTrack { indicators: Vec<Flag> },
 }
 
 /// One flag raised or cleared for one student, caused by one event.
@@ -91,9 +77,6 @@ pub struct FlagChange {
 impl FlagChange {
     /// `"{school_year}/{student_id}/{flag}/{n}"`: the same raise always gets the same id.
     pub fn flag_id(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.school_year, self.student_id, self.flag, self.n
-        )
+        format!("{}/{}/{}/{}", self.school_year, self.student_id, self.flag, self.n)
     }
 }

@@ -83,19 +83,12 @@ pub struct OffTrackRule {
 
 impl Default for SchoolYearRule {
     fn default() -> Self {
-        SchoolYearRule {
-            start_month: 7,
-            start_day: 1,
-        }
+        SchoolYearRule { start_month: 7, start_day: 1 }
     }
 }
 impl Default for AttendanceRule {
     fn default() -> Self {
-        AttendanceRule {
-            min_days_enrolled: 10,
-            raise_at_rate: 0.10,
-            clear_below_rate: 0.09,
-        }
+        AttendanceRule { min_days_enrolled: 10, raise_at_rate: 0.10, clear_below_rate: 0.09 }
     }
 }
 impl Default for ConsecutiveAbsencesRule {
@@ -105,10 +98,7 @@ impl Default for ConsecutiveAbsencesRule {
 }
 impl Default for BehaviorRule {
     fn default() -> Self {
-        BehaviorRule {
-            raise_at_suspensions: 1,
-            raise_at_referrals: 3,
-        }
+        BehaviorRule { raise_at_suspensions: 1, raise_at_referrals: 3 }
     }
 }
 impl Default for CoursePerformanceRule {
@@ -123,9 +113,7 @@ impl Default for CoursePerformanceRule {
 }
 impl Default for OffTrackRule {
     fn default() -> Self {
-        OffTrackRule {
-            raise_at_indicators: 2,
-        }
+        OffTrackRule { raise_at_indicators: 2 }
     }
 }
 
@@ -176,28 +164,13 @@ impl Rules {
             );
         }
         if a.min_days_enrolled == 0 {
-            return fail(
-                "attendance.min_days_enrolled",
-                "must be at least 1, got 0".into(),
-            );
+            return fail("attendance.min_days_enrolled", "must be at least 1, got 0".into());
         }
         let at_least_one = [
-            (
-                "consecutive_absences.raise_at_streak",
-                self.consecutive_absences.raise_at_streak,
-            ),
-            (
-                "behavior.raise_at_suspensions",
-                self.behavior.raise_at_suspensions,
-            ),
-            (
-                "behavior.raise_at_referrals",
-                self.behavior.raise_at_referrals,
-            ),
-            (
-                "course_performance.raise_at_core_f",
-                self.course_performance.raise_at_core_f,
-            ),
+            ("consecutive_absences.raise_at_streak", self.consecutive_absences.raise_at_streak),
+            ("behavior.raise_at_suspensions", self.behavior.raise_at_suspensions),
+            ("behavior.raise_at_referrals", self.behavior.raise_at_referrals),
+            ("course_performance.raise_at_core_f", self.course_performance.raise_at_core_f),
             (
                 "course_performance.raise_at_core_d_or_f",
                 self.course_performance.raise_at_core_d_or_f,
@@ -230,10 +203,7 @@ impl Rules {
         if !(1..=3).contains(&self.off_track.raise_at_indicators) {
             return fail(
                 "off_track.raise_at_indicators",
-                format!(
-                    "must be 1, 2 or 3, got {}",
-                    self.off_track.raise_at_indicators
-                ),
+                format!("must be 1, 2 or 3, got {}", self.off_track.raise_at_indicators),
             );
         }
         Ok(())
@@ -243,11 +213,7 @@ impl Rules {
     pub fn school_year_of(&self, date: Date) -> SchoolYear {
         let sy = &self.school_year;
         let started = (u8::from(date.month()), date.day()) >= (sy.start_month, sy.start_day);
-        SchoolYear(if started {
-            date.year()
-        } else {
-            date.year() - 1
-        })
+        SchoolYear(if started { date.year() } else { date.year() - 1 })
     }
 }
 
@@ -269,18 +235,9 @@ mod tests {
     #[test]
     fn school_year_starts_on_july_first_by_default() {
         let r = Rules::default();
-        assert_eq!(
-            r.school_year_of(date!(2026 - 06 - 30)).to_string(),
-            "2025-2026"
-        );
-        assert_eq!(
-            r.school_year_of(date!(2026 - 07 - 01)).to_string(),
-            "2026-2027"
-        );
-        assert_eq!(
-            r.school_year_of(date!(2027 - 01 - 15)).to_string(),
-            "2026-2027"
-        );
+        assert_eq!(r.school_year_of(date!(2026 - 06 - 30)).to_string(), "2025-2026");
+        assert_eq!(r.school_year_of(date!(2026 - 07 - 01)).to_string(), "2026-2027");
+        assert_eq!(r.school_year_of(date!(2027 - 01 - 15)).to_string(), "2026-2027");
     }
 
     #[test]
@@ -309,26 +266,11 @@ mod tests {
     fn impossible_values_are_refused_by_name() {
         for (toml, key) in [
             ("[school_year]\nstart_month = 13", "school_year.start_month"),
-            (
-                "[school_year]\nstart_month = 2\nstart_day = 30",
-                "school_year.start_day",
-            ),
-            (
-                "[behavior]\nraise_at_referrals = 0",
-                "behavior.raise_at_referrals",
-            ),
-            (
-                "[off_track]\nraise_at_indicators = 4",
-                "off_track.raise_at_indicators",
-            ),
-            (
-                "[course_performance]\nd_below_numeric = 50",
-                "course_performance.d_below_numeric",
-            ),
-            (
-                "[attendance]\nraise_at_rate = 1.5",
-                "attendance.raise_at_rate",
-            ),
+            ("[school_year]\nstart_month = 2\nstart_day = 30", "school_year.start_day"),
+            ("[behavior]\nraise_at_referrals = 0", "behavior.raise_at_referrals"),
+            ("[off_track]\nraise_at_indicators = 4", "off_track.raise_at_indicators"),
+            ("[course_performance]\nd_below_numeric = 50", "course_performance.d_below_numeric"),
+            ("[attendance]\nraise_at_rate = 1.5", "attendance.raise_at_rate"),
         ] {
             let err = Rules::from_toml(toml).unwrap_err();
             assert!(err.0.starts_with(key), "{toml}: {err}");

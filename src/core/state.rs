@@ -28,10 +28,7 @@ pub struct Version {
 
 impl Version {
     fn of(e: &Event) -> Version {
-        Version {
-            recorded_at: e.recorded_at,
-            event_id: CompactString::from(&*e.event_id),
-        }
+        Version { recorded_at: e.recorded_at, event_id: CompactString::from(&*e.event_id) }
     }
 }
 
@@ -180,11 +177,7 @@ impl StudentState {
         } else if let Some(year) = year {
             self.update_figures(event, replaced, year, rules);
         }
-        debug_assert_eq!(
-            self.figures,
-            self.figures_from_records(rules),
-            "cached figures drifted"
-        );
+        debug_assert_eq!(self.figures, self.figures_from_records(rules), "cached figures drifted");
         self.evaluate(rules, event, &mut changes);
         Outcome::Applied(changes)
     }
@@ -281,18 +274,14 @@ impl StudentState {
     fn referral_figures(&self, year: SchoolYear, rules: &Rules) -> (u32, u32) {
         let live = self.referrals.iter().filter(|r| !r.retracted);
         live.filter(|r| rules.school_year_of(r.date) == year)
-            .fold((0, 0), |(n, s), r| {
-                (n + 1, s + u32::from(r.action.is_suspension()))
-            })
+            .fold((0, 0), |(n, s), r| (n + 1, s + u32::from(r.action.is_suspension())))
     }
 
     /// `(core_f, core_d_or_f)` in `year`: each core section by its current mark.
     fn grade_figures(&self, year: SchoolYear, rules: &Rules) -> (u32, u32) {
         let cp = &rules.course_performance;
-        let live = self
-            .grades
-            .iter()
-            .filter(|g| !g.retracted && rules.school_year_of(g.date) == year);
+        let live =
+            self.grades.iter().filter(|g| !g.retracted && rules.school_year_of(g.date) == year);
         // Sorted by (section, period): a section's current mark is its last live record.
         let (mut core_f, mut core_d_or_f) = (0, 0);
         let mut current: Option<&GradeRecord> = None;
@@ -319,9 +308,7 @@ impl StudentState {
 
     /// The raised flags with their `flag_id`s' year and `n`, in table order.
     pub fn raised_flags(&self) -> impl Iterator<Item = (Flag, RaisedFlag)> + '_ {
-        Flag::ALL
-            .iter()
-            .filter_map(|f| self.raised[f.index()].map(|r| (*f, r)))
+        Flag::ALL.iter().filter_map(|f| self.raised[f.index()].map(|r| (*f, r)))
     }
 
     /// The student's current advocate, if any.
@@ -332,18 +319,8 @@ impl StudentState {
     /// The winning records, for comparing two states record by record.
     pub fn records(
         &self,
-    ) -> (
-        &[AttendanceRecord],
-        &[ReferralRecord],
-        &[GradeRecord],
-        Option<&AssignmentRecord>,
-    ) {
-        (
-            &self.attendance,
-            &self.referrals,
-            &self.grades,
-            self.assignment.as_deref(),
-        )
+    ) -> (&[AttendanceRecord], &[ReferralRecord], &[GradeRecord], Option<&AssignmentRecord>) {
+        (&self.attendance, &self.referrals, &self.grades, self.assignment.as_deref())
     }
 
     /// How many distinct events were applied.
@@ -357,19 +334,10 @@ impl StudentState {
         let version = Version::of(e);
         match &e.body {
             EventBody::AttendanceRecorded { status } => {
-                let rec = AttendanceRecord {
-                    date: e.date,
-                    status: *status,
-                    version,
-                };
+                let rec = AttendanceRecord { date: e.date, status: *status, version };
                 upsert_sorted(&mut self.attendance, rec)
             }
-            EventBody::ReferralRecorded {
-                referral_id,
-                action,
-                retracted,
-                ..
-            } => {
+            EventBody::ReferralRecorded { referral_id, action, retracted, .. } => {
                 let rec = ReferralRecord {
                     referral_id: (**referral_id).into(),
                     date: e.date,
@@ -380,12 +348,7 @@ impl StudentState {
                 upsert_sorted(&mut self.referrals, rec)
             }
             EventBody::GradePosted {
-                section_id,
-                grading_period,
-                subject,
-                mark,
-                retracted,
-                ..
+                section_id, grading_period, subject, mark, retracted, ..
             } => {
                 let rec = GradeRecord {
                     section_id: (**section_id).into(),
@@ -398,17 +361,10 @@ impl StudentState {
                 };
                 upsert_sorted(&mut self.grades, rec)
             }
-            EventBody::AdvocateAssigned {
-                advocate_id,
-                advocate,
-            } => {
+            EventBody::AdvocateAssigned { advocate_id, advocate } => {
                 let replaced = match &self.assignment {
                     Some(a) if version <= a.version => return None,
-                    Some(a) => Some(Replaced {
-                        date: a.date,
-                        live: true,
-                        absence: false,
-                    }),
+                    Some(a) => Some(Replaced { date: a.date, live: true, absence: false }),
                     None => None,
                 };
                 self.assignment = Some(Box::new(AssignmentRecord {
@@ -424,23 +380,12 @@ impl StudentState {
 
     /// The latest date among the winning, non-retracted records of any type.
     fn latest_date(&self) -> Option<Date> {
-        let attendance = self
-            .attendance
-            .iter()
-            .rev()
-            .find(|r| r.status != AttendanceStatus::Retracted);
+        let attendance =
+            self.attendance.iter().rev().find(|r| r.status != AttendanceStatus::Retracted);
         [
             attendance.map(|r| r.date),
-            self.referrals
-                .iter()
-                .filter(|r| !r.retracted)
-                .map(|r| r.date)
-                .max(),
-            self.grades
-                .iter()
-                .filter(|g| !g.retracted)
-                .map(|g| g.date)
-                .max(),
+            self.referrals.iter().filter(|r| !r.retracted).map(|r| r.date).max(),
+            self.grades.iter().filter(|g| !g.retracted).map(|g| g.date).max(),
             self.assignment.as_ref().map(|a| a.date),
         ]
         .into_iter()
@@ -463,10 +408,9 @@ impl StudentState {
                         !enough_days || rate < a.clear_below_rate,
                     )
                 }
-                Flag::ConsecutiveAbsences => (
-                    f.streak >= rules.consecutive_absences.raise_at_streak,
-                    f.streak == 0,
-                ),
+                Flag::ConsecutiveAbsences => {
+                    (f.streak >= rules.consecutive_absences.raise_at_streak, f.streak == 0)
+                }
                 Flag::Behavior => {
                     let b = &rules.behavior;
                     let holds = f.suspensions >= b.raise_at_suspensions
@@ -480,10 +424,7 @@ impl StudentState {
                     (holds, !holds)
                 }
                 Flag::OffTrack => {
-                    let raised = Flag::INDICATORS
-                        .iter()
-                        .filter(|i| self.is_raised(**i))
-                        .count();
+                    let raised = Flag::INDICATORS.iter().filter(|i| self.is_raised(**i)).count();
                     let holds = raised as u32 >= rules.off_track.raise_at_indicators;
                     (holds, !holds)
                 }
@@ -512,19 +453,14 @@ impl StudentState {
                 absence_rate: f.absence_rate(),
             },
             Flag::ConsecutiveAbsences => Evidence::ConsecutiveAbsences { streak: f.streak },
-            Flag::Behavior => Evidence::Behavior {
-                referrals: f.referrals,
-                suspensions: f.suspensions,
-            },
-            Flag::CoursePerformance => Evidence::CoursePerformance {
-                core_f: f.core_f,
-                core_d_or_f: f.core_d_or_f,
-            },
+            Flag::Behavior => {
+                Evidence::Behavior { referrals: f.referrals, suspensions: f.suspensions }
+            }
+            Flag::CoursePerformance => {
+                Evidence::CoursePerformance { core_f: f.core_f, core_d_or_f: f.core_d_or_f }
+            }
             Flag::OffTrack => Evidence::OffTrack {
-                indicators: Flag::INDICATORS
-                    .into_iter()
-                    .filter(|i| self.is_raised(*i))
-                    .collect(),
+                indicators: Flag::INDICATORS.into_iter().filter(|i| self.is_raised(*i)).collect(),
             },
         }
     }
@@ -544,18 +480,13 @@ impl StudentState {
             }
         };
         counts[flag.index()] += 1;
-        let raised = RaisedFlag {
-            school_year: year,
-            n: counts[flag.index()],
-        };
+        let raised = RaisedFlag { school_year: year, n: counts[flag.index()] };
         self.raised[flag.index()] = Some(raised);
         change(Change::Raised, flag, raised, event, Some(evidence))
     }
 
     fn clear(&mut self, flag: Flag, event: &Event, evidence: Option<Evidence>) -> FlagChange {
-        let raised = self.raised[flag.index()]
-            .take()
-            .expect("only raised flags are cleared");
+        let raised = self.raised[flag.index()].take().expect("only raised flags are cleared");
         change(Change::Cleared, flag, raised, event, evidence)
     }
 }
@@ -577,11 +508,7 @@ fn find_hash(hashes: &[u64], h: u64) -> Result<usize, usize> {
             i -= 1;
         }
     }
-    if hashes.get(i) == Some(&h) {
-        Ok(i)
-    } else {
-        Err(i)
-    }
+    if hashes.get(i) == Some(&h) { Ok(i) } else { Err(i) }
 }
 
 /// The stored record an event's record replaced: what the cached figures must take back.
@@ -651,11 +578,7 @@ impl Keyed for ReferralRecord {
         &self.version
     }
     fn replaced(&self) -> Replaced {
-        Replaced {
-            date: self.date,
-            live: !self.retracted,
-            absence: false,
-        }
+        Replaced { date: self.date, live: !self.retracted, absence: false }
     }
 }
 
@@ -668,11 +591,7 @@ impl Keyed for GradeRecord {
         &self.version
     }
     fn replaced(&self) -> Replaced {
-        Replaced {
-            date: self.date,
-            live: !self.retracted,
-            absence: false,
-        }
+        Replaced { date: self.date, live: !self.retracted, absence: false }
     }
 }
 
@@ -714,11 +633,7 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             let h = z ^ (z >> 31);
             for probe in [h, h / 3, u64::MAX - h, 0, u64::MAX] {
-                assert_eq!(
-                    find_hash(&hashes, probe),
-                    hashes.binary_search(&probe),
-                    "{probe}"
-                );
+                assert_eq!(find_hash(&hashes, probe), hashes.binary_search(&probe), "{probe}");
             }
             if let Err(at) = find_hash(&hashes, h) {
                 hashes.insert(at, h);
@@ -727,10 +642,7 @@ mod tests {
         // Clustered values (not uniform) still give the right answer.
         let clustered: Vec<u64> = (0..300).collect();
         for probe in [0, 5, 299, 300, u64::MAX] {
-            assert_eq!(
-                find_hash(&clustered, probe),
-                clustered.binary_search(&probe)
-            );
+            assert_eq!(find_hash(&clustered, probe), clustered.binary_search(&probe));
         }
     }
 }

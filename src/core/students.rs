@@ -21,10 +21,7 @@ impl Students {
     pub fn apply(&mut self, event: &Event<'_>, rules: &Rules) -> Outcome {
         let state = match self.map.get_mut(&*event.student_id) {
             Some(state) => state,
-            None => self
-                .map
-                .entry(CompactString::from(&*event.student_id))
-                .or_default(),
+            None => self.map.entry(CompactString::from(&*event.student_id)).or_default(),
         };
         state.apply(event, rules)
     }

@@ -34,10 +34,7 @@ pub fn ev(v: Value) -> Event<'static> {
 }
 
 pub fn attendance(id: &str, date: &str, status: &str) -> Event<'static> {
-    ev(with(
-        base("attendance", id, date),
-        json!({ "status": status }),
-    ))
+    ev(with(base("attendance", id, date), json!({ "status": status })))
 }
 
 pub fn referral(id: &str, date: &str, referral_id: &str, action: &str) -> Event<'static> {
@@ -129,10 +126,8 @@ pub fn decided(flag: Flag, s: &StudentState, rules: &Rules) -> Option<bool> {
                 || f.core_d_or_f >= rules.course_performance.raise_at_core_d_or_f,
         ),
         Flag::OffTrack => {
-            let inputs: Option<Vec<bool>> = Flag::INDICATORS
-                .iter()
-                .map(|i| decided(*i, s, rules))
-                .collect();
+            let inputs: Option<Vec<bool>> =
+                Flag::INDICATORS.iter().map(|i| decided(*i, s, rules)).collect();
             let needed = rules.off_track.raise_at_indicators as usize;
             inputs.map(|v| v.into_iter().filter(|x| *x).count() >= needed)
         }
