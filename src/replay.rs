@@ -43,7 +43,7 @@ struct Rejected<'a> {
 /// emission order and bad lines to `dead_letter`. `on_reject` hears of each bad line (1-based
 /// line number); `now` stamps `emitted_at`.
 pub fn replay(
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut out: impl Write,
     mut dead_letter: impl Write,
     rules: &Rules,
@@ -52,7 +52,6 @@ pub fn replay(
 ) -> io::Result<Summary> {
     let mut students = Students::default();
     let mut summary = Summary::default();
-    let mut input = input;
     let mut buf = Vec::with_capacity(512);
     let mut line_no = 0u64;
     loop {

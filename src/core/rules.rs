@@ -212,8 +212,9 @@ impl Rules {
     /// The school year `date` belongs to.
     pub fn school_year_of(&self, date: Date) -> SchoolYear {
         let sy = &self.school_year;
-        let started = (u8::from(date.month()), date.day()) >= (sy.start_month, sy.start_day);
-        SchoolYear(if started { date.year() } else { date.year() - 1 })
+        let (year, month, day) = date.to_calendar_date();
+        let started = (u8::from(month), day) >= (sy.start_month, sy.start_day);
+        SchoolYear(if started { year } else { year - 1 })
     }
 }
 
