@@ -6,4 +6,5 @@
 pub mod core;
 pub mod output;
 pub mod replay;
+pub mod store;
 pub mod synth;

@@ -1,0 +1,309 @@
+//! The durable store: student states, input offsets and the outbox of messages to publish, in one
+//! sled tree so that one [`Commit`] is one atomic batch.
+//!
+//! Everything that touches sled lives here, so another store could replace it without touching
+//! the rest. What sled promises, and what it does not: a batch is applied atomically (all of it or
+//! none after a crash); data is durable only after `flush`, which [`Store::commit`] calls (sled
+//! fsyncs with `sync_file_range`, which does not flush a disk's volatile write cache; its
+//! background flush is turned off here); deleted values may stay readable in the files until
+//! compaction; files take several times the live data.
+//!
+//! Keys (one tree):
+//! - `s` + partition (i32, big-endian) + student_id → state: format byte + postcard of
+//!   [`StudentState`]; a partition's students are one key range, so they can be found (and moved)
+//!   together.
+//! - `o` + topic length (u8) + topic + partition (i32, BE) → the next offset to read (i64, BE).
+//! - `x` + sequence (u64, BE) → an [`OutboxRecord`] waiting to be published, in commit order.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::StudentState;
+
+/// Version of the encoding of stored values; a store written by a newer format is refused.
+const FORMAT: u8 = 1;
+
+/// Why the store failed. Both are fatal for the service: it stops with the message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store: the value at {key} cannot be read: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// A message to publish once its commit is durable; removed when the broker acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// What one batch of input produced: written all together, or not at all.
+#[derive(Debug, Default)]
+pub struct Commit<'a> {
+    /// `(partition, student_id, state)`: the new state of every student the batch touched.
+    pub states: Vec<(i32, &'a str, &'a StudentState)>,
+    /// `(topic, partition, next offset)`: where to resume reading each input partition.
+    pub offsets: Vec<(&'a str, i32, i64)>,
+    /// Messages to publish, in order.
+    pub outbox: Vec<OutboxRecord>,
+}
+
+/// The store; cheap to clone (sled handles are shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // No background flusher: durability is exactly what `commit` flushes, and the file lock is
+        // released as soon as the store is dropped (a flusher thread would hold it a while).
+        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        let tree = db.open_tree("ontrack")?;
+        Ok(Store { db, tree })
+    }
+
+    /// The stored state of a student, if any.
+    pub fn student(
+        &self,
+        partition: i32,
+        student_id: &str,
+    ) -> Result<Option<StudentState>, StoreError> {
+        let key = state_key(partition, student_id);
+        self.tree.get(&key)?.map(|v| decode_state(&key, &v)).transpose()
+    }
+
+    /// Every stored student of `partition`, in `student_id` byte order.
+    pub fn students_of_partition(
+        &self,
+        partition: i32,
+    ) -> impl Iterator<Item = Result<(String, StudentState), StoreError>> + '_ {
+        let prefix = state_key(partition, "");
+        self.tree.scan_prefix(&prefix).map(move |item| {
+            let (key, value) = item?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            Ok((id, decode_state(&key, &value)?))
+        })
+    }
+
+    /// Where to resume reading `topic`/`partition`: the offset after the last one committed.
+    pub fn next_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>, StoreError> {
+        let key = offset_key(topic, partition);
+        match self.tree.get(&key)? {
+            None => Ok(None),
+            Some(v) => {
+                let bytes: [u8; 8] =
+                    v.as_ref().try_into().map_err(|_| corrupt(&key, "not 8 bytes"))?;
+                Ok(Some(i64::from_be_bytes(bytes)))
+            }
+        }
+    }
+
+    /// Writes the whole commit as one atomic batch and flushes it to disk before returning, so
+    /// that nothing derived from it (a published flag, a Kafka offset commit) can get ahead of it.
+    pub fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (partition, student_id, state) in commit.states {
+            batch.insert(state_key(partition, student_id), encode(state));
+        }
+        for (topic, partition, offset) in commit.offsets {
+            batch.insert(offset_key(topic, partition), &offset.to_be_bytes());
+        }
+        for record in &commit.outbox {
+            batch.insert(&outbox_key(self.db.generate_id()?), encode(record));
+        }
+        self.tree.apply_batch(batch)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// The outbox, oldest first, with each record's sequence number.
+    pub fn pending(&self) -> impl Iterator<Item = Result<(u64, OutboxRecord), StoreError>> + '_ {
+        self.tree.scan_prefix([b'x']).map(|item| {
+            let (key, value) = item?;
+            let seq: [u8; 8] = key[1..].try_into().map_err(|_| corrupt(&key, "bad outbox key"))?;
+            Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
+        })
+    }
+
+    /// Removes published records from the outbox (not flushed: a record lost from this removal
+    /// by a crash is published again, which consumers see as a repeat of the same message).
+    pub fn acked(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for seq in seqs {
+            batch.remove(&outbox_key(*seq));
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+fn state_key(partition: i32, student_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(5 + student_id.len());
+    key.push(b's');
+    key.extend_from_slice(&partition.to_be_bytes());
+    key.extend_from_slice(student_id.as_bytes());
+    key
+}
+
+fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(6 + topic.len());
+    key.push(b'o');
+    // Topic names are at most 249 bytes (a Kafka limit).
+    key.push(u8::try_from(topic.len()).unwrap_or(u8::MAX));
+    key.extend_from_slice(topic.as_bytes());
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+fn outbox_key(seq: u64) -> [u8; 9] {
+    let mut key = [b'x'; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Format byte + postcard.
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // postcard writes any serde value of ours into a Vec; it fails only on unsupported types.
+    out.extend(postcard::to_stdvec(value).expect("stored types serialize with postcard"));
+    out
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    match value.split_first() {
+        Some((&FORMAT, body)) => {
+            postcard::from_bytes(body).map_err(|e| corrupt(key, &e.to_string()))
+        }
+        Some((other, _)) => Err(corrupt(
+            key,
+            &format!("format {other} is not {FORMAT}: written by another version of ontrack"),
+        )),
+        None => Err(corrupt(key, "empty")),
+    }
+}
+
+fn decode_state(key: &[u8], value: &[u8]) -> Result<StudentState, StoreError> {
+    decode(key, value)
+}
+
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Rules, Students, decode as decode_event};
+    use crate::synth::{District, DistrictSpec};
+
+    /// Realistic states: 50 students after 35 school days (grades, referrals, corrections).
+    fn district() -> Students {
+        let rules = Rules::default();
+        let mut district =
+            District::new(DistrictSpec { students: 50, days: 35, ..DistrictSpec::default() });
+        let mut students = Students::default();
+        for day in 0..35 {
+            for e in district.day(day) {
+                if let Ok(event) = decode_event(e.json.as_bytes()) {
+                    students.apply(&event, &rules);
+                }
+            }
+        }
+        students
+    }
+
+    #[test]
+    fn a_commit_survives_reopening_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let students = district();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let states = students.iter().map(|(id, s)| (id.len() as i32 % 3, id, s)).collect();
+            let outbox = (0..3)
+                .map(|i| OutboxRecord {
+                    topic: "ontrack.flags".into(),
+                    key: format!("k{i}"),
+                    payload: vec![i],
+                })
+                .collect();
+            let offsets =
+                vec![("sis.attendance", 0, 120), ("sis.attendance", 1, 7), ("sis.grades", 0, 3)];
+            store.commit(Commit { states, offsets, outbox }).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        for (id, state) in students.iter() {
+            assert_eq!(
+                store.student(id.len() as i32 % 3, id).unwrap().as_ref(),
+                Some(state),
+                "{id}"
+            );
+        }
+        assert_eq!(store.student(9, "stu-0000001").unwrap(), None);
+        assert_eq!(store.next_offset("sis.attendance", 0).unwrap(), Some(120));
+        assert_eq!(store.next_offset("sis.attendance", 1).unwrap(), Some(7));
+        assert_eq!(store.next_offset("sis.grades", 0).unwrap(), Some(3));
+        assert_eq!(store.next_offset("sis.grades", 1).unwrap(), None);
+        let keys: Vec<String> = store.pending().map(|r| r.unwrap().1.key).collect();
+        assert_eq!(keys, ["k0", "k1", "k2"]);
+    }
+
+    #[test]
+    fn acked_records_leave_the_outbox_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for batch in 0..3u8 {
+            let outbox = (0..2)
+                .map(|i| OutboxRecord {
+                    topic: "t".into(),
+                    key: format!("{batch}-{i}"),
+                    payload: vec![],
+                })
+                .collect();
+            store.commit(Commit { outbox, ..Commit::default() }).unwrap();
+        }
+        let pending: Vec<(u64, OutboxRecord)> = store.pending().map(Result::unwrap).collect();
+        let keys: Vec<&str> = pending.iter().map(|(_, r)| r.key.as_str()).collect();
+        assert_eq!(keys, ["0-0", "0-1", "1-0", "1-1", "2-0", "2-1"]);
+        store.acked(&[pending[0].0, pending[2].0]).unwrap();
+        let keys: Vec<String> = store.pending().map(|r| r.unwrap().1.key).collect();
+        assert_eq!(keys, ["0-1", "1-1", "2-0", "2-1"]);
+    }
+
+    #[test]
+    fn a_partitions_students_are_found_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let students = district();
+        let states =
+            students.iter().map(|(id, s)| (if id.ends_with('7') { 7 } else { 2 }, id, s)).collect();
+        store.commit(Commit { states, ..Commit::default() }).unwrap();
+        let mut expected: Vec<&str> =
+            students.iter().map(|(id, _)| id).filter(|id| id.ends_with('7')).collect();
+        expected.sort();
+        let found: Vec<String> = store.students_of_partition(7).map(|r| r.unwrap().0).collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_value_of_an_unknown_format_is_refused_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.tree.insert(state_key(0, "stu-1"), &[9u8, 1, 2][..]).unwrap();
+        let err = store.student(0, "stu-1").unwrap_err().to_string();
+        assert!(err.contains("stu-1") && err.contains("format 9"), "{err}");
+    }
+}
