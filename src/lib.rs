@@ -5,6 +5,7 @@
 
 pub mod core;
 pub mod output;
+pub mod pipeline;
 pub mod replay;
 pub mod store;
 pub mod synth;

@@ -37,8 +37,10 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
     pub topic: String,
-    pub key: String,
+    pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// Kafka headers, in order (the dead-letter topic's error headers).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// What one batch of input produced: written all together, or not at all.
@@ -210,6 +212,16 @@ mod tests {
     use crate::core::{Rules, Students, decode as decode_event};
     use crate::synth::{District, DistrictSpec};
 
+    fn record(topic: &str, key: &str) -> OutboxRecord {
+        let headers = vec![("h".to_owned(), b"v".to_vec())];
+        OutboxRecord {
+            topic: topic.into(),
+            key: Some(key.into()),
+            payload: b"{}".to_vec(),
+            headers,
+        }
+    }
+
     /// Realistic states: 50 students after 35 school days (grades, referrals, corrections).
     fn district() -> Students {
         let rules = Rules::default();
@@ -233,13 +245,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             let states = students.iter().map(|(id, s)| (id.len() as i32 % 3, id, s)).collect();
-            let outbox = (0..3)
-                .map(|i| OutboxRecord {
-                    topic: "ontrack.flags".into(),
-                    key: format!("k{i}"),
-                    payload: vec![i],
-                })
-                .collect();
+            let outbox = (0..3).map(|i| record("ontrack.flags", &format!("k{i}"))).collect();
             let offsets =
                 vec![("sis.attendance", 0, 120), ("sis.attendance", 1, 7), ("sis.grades", 0, 3)];
             store.commit(Commit { states, offsets, outbox }).unwrap();
@@ -257,8 +263,8 @@ mod tests {
         assert_eq!(store.next_offset("sis.attendance", 1).unwrap(), Some(7));
         assert_eq!(store.next_offset("sis.grades", 0).unwrap(), Some(3));
         assert_eq!(store.next_offset("sis.grades", 1).unwrap(), None);
-        let keys: Vec<String> = store.pending().map(|r| r.unwrap().1.key).collect();
-        assert_eq!(keys, ["k0", "k1", "k2"]);
+        let pending: Vec<OutboxRecord> = store.pending().map(|r| r.unwrap().1).collect();
+        assert_eq!(pending, [0, 1, 2].map(|i| record("ontrack.flags", &format!("k{i}"))));
     }
 
     #[test]
@@ -266,20 +272,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for batch in 0..3u8 {
-            let outbox = (0..2)
-                .map(|i| OutboxRecord {
-                    topic: "t".into(),
-                    key: format!("{batch}-{i}"),
-                    payload: vec![],
-                })
-                .collect();
+            let outbox = (0..2).map(|i| record("t", &format!("{batch}-{i}"))).collect();
             store.commit(Commit { outbox, ..Commit::default() }).unwrap();
         }
         let pending: Vec<(u64, OutboxRecord)> = store.pending().map(Result::unwrap).collect();
-        let keys: Vec<&str> = pending.iter().map(|(_, r)| r.key.as_str()).collect();
+        let key = |r: &OutboxRecord| String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let keys: Vec<String> = pending.iter().map(|(_, r)| key(r)).collect();
         assert_eq!(keys, ["0-0", "0-1", "1-0", "1-1", "2-0", "2-1"]);
         store.acked(&[pending[0].0, pending[2].0]).unwrap();
-        let keys: Vec<String> = store.pending().map(|r| r.unwrap().1.key).collect();
+        let keys: Vec<String> = store.pending().map(|r| key(&r.unwrap().1)).collect();
         assert_eq!(keys, ["0-1", "1-1", "2-0", "2-1"]);
     }
 

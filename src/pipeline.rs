@@ -1,0 +1,182 @@
+//! One batch of input messages → one store commit: the service's unit of work.
+//!
+//! The Kafka loop (issue 3) hands each batch it polled to [`Pipeline::process`]; everything the
+//! batch changes — student states, the next offset of every partition it read, the flag events and
+//! dead letters to publish — is written in one atomic, flushed [`Commit`]. Only after that may the
+//! loop publish the outbox and commit offsets to Kafka. Kept apart from Kafka so it is tested
+//! without a broker.
+
+use std::collections::{BTreeMap, HashMap};
+
+use time::OffsetDateTime;
+
+use crate::core::{Change, Event, EventKind, Flag, Outcome, Rules, StudentState, decode};
+use crate::output::FlagEvent;
+use crate::store::{Commit, OutboxRecord, Store, StoreError};
+
+/// Topic names: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    pub attendance: String,
+    pub discipline: String,
+    pub grades: String,
+    pub assignments: String,
+    pub flags: String,
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            attendance: "sis.attendance".into(),
+            discipline: "sis.discipline".into(),
+            grades: "sis.grades".into(),
+            assignments: "roster.assignments".into(),
+            flags: "ontrack.flags".into(),
+            dead_letter: "ontrack.dead-letter".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// The input topic events of `kind` belong on.
+    pub fn input_of(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Attendance => &self.attendance,
+            EventKind::Discipline => &self.discipline,
+            EventKind::Grade => &self.grades,
+            EventKind::Assignment => &self.assignments,
+        }
+    }
+}
+
+/// One consumed message, as the Kafka loop saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct InputMessage<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// What a batch did, for metrics and logs (no student data).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub events: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Every flag change, in emission order.
+    pub flags: Vec<(Flag, Change)>,
+}
+
+/// The core around the store.
+#[derive(Debug)]
+pub struct Pipeline {
+    store: Store,
+    rules: Rules,
+    topics: Topics,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, rules: Rules, topics: Topics) -> Pipeline {
+        Pipeline { store, rules, topics }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Folds `batch` (in order) and commits its effects atomically; `now` stamps `emitted_at`.
+    /// On `Err` nothing of the batch was written: the caller must not commit its offsets.
+    pub fn process(
+        &self,
+        batch: &[InputMessage<'_>],
+        now: OffsetDateTime,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut outcome = BatchOutcome::default();
+        // A sled batch cannot read its own writes: states touched in this batch live here.
+        let mut states: HashMap<(i32, String), StudentState> = HashMap::new();
+        let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        let mut outbox = Vec::new();
+        for m in batch {
+            let next = offsets.entry((m.topic, m.partition)).or_insert(m.offset + 1);
+            *next = (*next).max(m.offset + 1);
+            let event = match self.check(m) {
+                Ok(event) => event,
+                Err(reason) => {
+                    outcome.rejected += 1;
+                    outbox.push(self.dead_letter(m, &reason));
+                    continue;
+                }
+            };
+            outcome.events += 1;
+            let key = (m.partition, event.student_id.to_string());
+            let state = match states.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let stored = self.store.student(m.partition, &event.student_id)?;
+                    e.insert(stored.unwrap_or_default())
+                }
+            };
+            match state.apply(&event, &self.rules) {
+                Outcome::Duplicate => outcome.duplicates += 1,
+                Outcome::Applied(changes) => {
+                    for change in &changes {
+                        outcome.flags.push((change.flag, change.change));
+                        let payload = serde_json::to_vec(&FlagEvent::new(change, now))
+                            .expect("flag events always serialize");
+                        outbox.push(OutboxRecord {
+                            topic: self.topics.flags.clone(),
+                            key: Some(change.student_id.as_bytes().to_vec()),
+                            payload,
+                            headers: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        let commit = Commit {
+            states: states.iter().map(|((p, id), s)| (*p, id.as_str(), s)).collect(),
+            offsets: offsets.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+            outbox,
+        };
+        self.store.commit(commit)?;
+        Ok(outcome)
+    }
+
+    /// Decodes a message and checks it belongs where it was found.
+    fn check<'m>(&self, m: &InputMessage<'m>) -> Result<Event<'m>, String> {
+        let payload = m.payload.ok_or("empty message: no value")?;
+        let event = decode(payload).map_err(|e| e.to_string())?;
+        let expected = self.topics.input_of(event.kind());
+        if m.topic != expected {
+            return Err(format!(
+                "a {} event does not belong on topic {}; send it to {expected}",
+                event.kind(),
+                m.topic
+            ));
+        }
+        if m.key != Some(event.student_id.as_bytes()) {
+            return Err("the message key is not the event's student_id: input topics are keyed \
+                        by student_id, so that one consumer owns all of a student's events"
+                .into());
+        }
+        Ok(event)
+    }
+
+    /// The message as it came (key and bytes unchanged), with where it came from and why.
+    fn dead_letter(&self, m: &InputMessage<'_>, reason: &str) -> OutboxRecord {
+        OutboxRecord {
+            topic: self.topics.dead_letter.clone(),
+            key: m.key.map(<[u8]>::to_vec),
+            payload: m.payload.unwrap_or_default().to_vec(),
+            headers: vec![
+                ("ontrack.error.topic".into(), m.topic.as_bytes().to_vec()),
+                ("ontrack.error.partition".into(), m.partition.to_string().into_bytes()),
+                ("ontrack.error.offset".into(), m.offset.to_string().into_bytes()),
+                ("ontrack.error.reason".into(), reason.as_bytes().to_vec()),
+            ],
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The service's unit of work without a broker: batches in, one atomic commit out.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
+
+use ontrack::core::Rules;
+use ontrack::pipeline::{InputMessage, Pipeline, Topics};
+use ontrack::store::{OutboxRecord, Store};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
+    Pipeline::new(Store::open(dir.path()).unwrap(), Rules::default(), Topics::default())
+}
+
+fn attendance(id: &str, student: &str, date: &str, status: &str) -> Vec<u8> {
+    json!({"type": "attendance", "event_id": id, "student_id": student, "school_id": "sch-1",
+           "date": date, "recorded_at": format!("{date}T08:30:00-05:00"), "status": status})
+    .to_string()
+    .into_bytes()
+}
+
+fn msg<'a>(topic: &'a str, offset: i64, key: &'a [u8], payload: &'a [u8]) -> InputMessage<'a> {
+    InputMessage { topic, partition: 0, offset, key: Some(key), payload: Some(payload) }
+}
+
+fn outbox(store: &Store) -> Vec<OutboxRecord> {
+    store.pending().map(|r| r.unwrap().1).collect()
+}
+
+fn json_of(r: &OutboxRecord) -> Value {
+    serde_json::from_slice(&r.payload).unwrap()
+}
+
+/// Ten school days from Tuesday 2026-09-01.
+const DAYS: [&str; 10] = [
+    "2026-09-01",
+    "2026-09-02",
+    "2026-09-03",
+    "2026-09-04",
+    "2026-09-07",
+    "2026-09-08",
+    "2026-09-09",
+    "2026-09-10",
+    "2026-09-11",
+    "2026-09-14",
+];
+
+#[test]
+fn a_batch_commits_states_offsets_and_flags_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir);
+    let payloads: Vec<Vec<u8>> = DAYS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            attendance(
+                &format!("a{i}"),
+                "stu-7",
+                d,
+                if i == 0 { "absent_unexcused" } else { "present" },
+            )
+        })
+        .collect();
+    let batch: Vec<_> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, b)| msg("sis.attendance", 40 + i as i64, b"stu-7", b))
+        .collect();
+    let outcome = p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+    assert_eq!((outcome.events, outcome.duplicates, outcome.rejected), (10, 0, 0));
+
+    let store = p.store();
+    assert_eq!(store.next_offset("sis.attendance", 0).unwrap(), Some(50));
+    assert_eq!(store.student(0, "stu-7").unwrap().unwrap().events_applied(), 10);
+    let flags = outbox(store);
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0].topic, "ontrack.flags");
+    assert_eq!(flags[0].key.as_deref(), Some(&b"stu-7"[..]));
+    assert_eq!(json_of(&flags[0])["flag_id"], "2026-2027/stu-7/attendance/1");
+    assert_eq!(json_of(&flags[0])["caused_by"], "a9");
+}
+
+#[test]
+fn redelivered_messages_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir);
+    let payloads: Vec<Vec<u8>> = DAYS[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| attendance(&format!("a{i}"), "stu-1", d, "absent_excused"))
+        .collect();
+    let batch: Vec<_> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, b)| msg("sis.attendance", i as i64, b"stu-1", b))
+        .collect();
+    let first = p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+    assert_eq!(first.flags.len(), 1, "three absences in a row");
+    let again = p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+    assert_eq!((again.events, again.duplicates, again.flags.len()), (3, 3, 0));
+    assert_eq!(outbox(p.store()).len(), 1);
+}
+
+#[test]
+fn bad_input_goes_to_the_dead_letter_outbox_as_it_came_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir);
+    let good = attendance("a0", "stu-1", DAYS[0], "absent_unexcused");
+    let misspelled = attendance("a1", "stu-1", DAYS[1], "absnt");
+    let cases: Vec<(InputMessage<'_>, &str)> = vec![
+        (msg("sis.attendance", 0, b"stu-1", b"{not json"), "invalid JSON"),
+        (msg("sis.attendance", 1, b"stu-1", &misspelled), "attendance.status: expected one of"),
+        (msg("sis.attendance", 2, b"stu-1", br#"{"type":"absence"}"#), "type: expected one of"),
+        (
+            msg("sis.grades", 3, b"stu-1", &good),
+            "does not belong on topic sis.grades; send it to sis.attendance",
+        ),
+        (
+            msg("sis.attendance", 4, b"stu-2", &good),
+            "the message key is not the event's student_id",
+        ),
+        (
+            InputMessage { payload: None, ..msg("sis.attendance", 5, b"stu-1", b"") },
+            "empty message",
+        ),
+    ];
+    let mut batch: Vec<InputMessage<'_>> = cases.iter().map(|(m, _)| *m).collect();
+    batch.push(msg("sis.attendance", 6, b"stu-1", &good));
+    let outcome = p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+    assert_eq!((outcome.rejected, outcome.events), (6, 1));
+
+    let dead = outbox(p.store());
+    assert_eq!(dead.len(), 6);
+    for ((m, reason), d) in cases.iter().zip(&dead) {
+        assert_eq!(d.topic, "ontrack.dead-letter");
+        assert_eq!(d.key.as_deref(), m.key);
+        assert_eq!(d.payload, m.payload.unwrap_or_default(), "bytes unchanged");
+        let header = |name: &str| {
+            let (_, v) = d.headers.iter().find(|(k, _)| k == name).unwrap();
+            String::from_utf8(v.clone()).unwrap()
+        };
+        assert_eq!(header("ontrack.error.topic"), m.topic);
+        assert_eq!(header("ontrack.error.partition"), "0");
+        assert_eq!(header("ontrack.error.offset"), m.offset.to_string());
+        assert!(
+            header("ontrack.error.reason").contains(reason),
+            "{}",
+            header("ontrack.error.reason")
+        );
+    }
+    // The good event after them counted, and every offset read is committed.
+    assert_eq!(p.store().student(0, "stu-1").unwrap().unwrap().events_applied(), 1);
+    assert_eq!(p.store().next_offset("sis.attendance", 0).unwrap(), Some(7));
+    assert_eq!(p.store().next_offset("sis.grades", 0).unwrap(), Some(4));
+}
+
+/// Strips `emitted_at`, which is the only field allowed to differ.
+fn flag_lines(values: impl Iterator<Item = Value>) -> Vec<Value> {
+    values
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("emitted_at");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn batches_of_any_size_give_the_flags_replay_gives() {
+    let mut district = ontrack::synth::District::new(ontrack::synth::DistrictSpec {
+        students: 120,
+        days: 45,
+        ..Default::default()
+    });
+    let messages: Vec<ontrack::synth::SynthEvent> = (0..45).flat_map(|d| district.day(d)).collect();
+
+    // replay, in-process
+    let lines: Vec<u8> =
+        messages.iter().flat_map(|m| [m.json.as_bytes(), b"\n"].concat()).collect();
+    let mut replayed = Vec::new();
+    ontrack::replay::replay(
+        &lines[..],
+        &mut replayed,
+        std::io::sink(),
+        &Rules::default(),
+        OffsetDateTime::now_utc,
+        |_, _| {},
+    )
+    .unwrap();
+    let expected = flag_lines(
+        replayed
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap()),
+    );
+    assert!(expected.len() > 50);
+
+    // the pipeline, in batches of random sizes, students spread over 4 partitions
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir);
+    let topics = Topics::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut offsets = [0i64; 4];
+    let mut at = 0;
+    while at < messages.len() {
+        let n = rng.random_range(1..400).min(messages.len() - at);
+        let batch: Vec<InputMessage<'_>> = messages[at..at + n]
+            .iter()
+            .map(|m| {
+                let partition = (xxhash_rust::xxh3::xxh3_64(m.student_id.as_bytes()) % 4) as usize;
+                offsets[partition] += 1;
+                InputMessage {
+                    topic: topics.input_of(m.kind),
+                    partition: partition as i32,
+                    offset: offsets[partition] - 1,
+                    key: Some(m.student_id.as_bytes()),
+                    payload: Some(m.json.as_bytes()),
+                }
+            })
+            .collect();
+        p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+        at += n;
+    }
+    let published = flag_lines(outbox(p.store()).iter().map(json_of));
+    assert_eq!(published, expected);
+}
