@@ -3,6 +3,7 @@
 //! [`core`] is the pure heart (decode → fold → rules); [`output`] renders flag events;
 //! [`replay`] runs the core over a JSON-Lines export.
 
+pub mod config;
 pub mod core;
 pub mod output;
 pub mod pipeline;

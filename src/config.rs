@@ -1,0 +1,296 @@
+//! The service's configuration: one TOML tree, every key optional, every key overridable from the
+//! environment (`ONTRACK__KAFKA__BROKERS=host:9092` sets `kafka.brokers`).
+//!
+//! An unknown key or an impossible value stops start-up with a message that names the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::Topics;
+
+/// Everything `ontrack run` needs; defaults in one place ([`Default`] impls below).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the sled store lives.
+    pub data_dir: PathBuf,
+    /// A rules file (TOML, see README); the defaults of DESIGN.md without one.
+    pub rules_file: Option<PathBuf>,
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub batch: BatchConfig,
+}
+
+/// `[kafka]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    pub group_id: String,
+    /// Static membership: a restarted instance with the same id gets its partitions back without
+    /// waiting out the session timeout. Empty: dynamic membership.
+    pub group_instance_id: String,
+    pub session_timeout_ms: u32,
+    /// Create missing topics at start-up (with `partitions` partitions, replication factor
+    /// `replication_factor`).
+    pub create_topics: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Raw librdkafka settings, applied last to both consumer and producer
+    /// (e.g. `"security.protocol" = "SASL_SSL"`); numbers and booleans are taken as text.
+    #[serde(deserialize_with = "scalars_as_text")]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// `[topics]`: input topics must be co-partitioned and keyed by `student_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub attendance: String,
+    pub discipline: String,
+    pub grades: String,
+    pub assignments: String,
+    pub flags: String,
+    pub dead_letter: String,
+}
+
+/// `[batch]`: one sled flush and one Kafka commit per batch, not per event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// A batch closes at this many messages ...
+    pub max_events: usize,
+    /// ... or this long after its first message, whichever comes first.
+    pub max_wait_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            rules_file: None,
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "ontrack".into(),
+            group_instance_id: String::new(),
+            session_timeout_ms: 10_000,
+            create_topics: true,
+            partitions: 4,
+            replication_factor: 1,
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        let t = Topics::default();
+        TopicsConfig {
+            attendance: t.attendance,
+            discipline: t.discipline,
+            grades: t.grades,
+            assignments: t.assignments,
+            flags: t.flags,
+            dead_letter: t.dead_letter,
+        }
+    }
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_events: 5_000, max_wait_ms: 50 }
+    }
+}
+
+/// A configuration that cannot be used: the message names the key and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+/// Environment variables that override config keys start with this.
+pub const ENV_PREFIX: &str = "ONTRACK__";
+
+impl Config {
+    /// Reads `file` (if any), then applies `ONTRACK__…` variables from `env`, then checks.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+            set_path(&mut tree, &name, path, &value)?;
+        }
+        let config = Config::deserialize(toml::Value::Table(tree))
+            .map_err(|e| ConfigError(e.to_string().trim_end().to_owned()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.kafka.brokers.trim().is_empty() {
+            return fail("kafka.brokers", "must name at least one broker, e.g. 127.0.0.1:9092");
+        }
+        if self.kafka.group_id.is_empty() {
+            return fail("kafka.group_id", "must not be empty");
+        }
+        if self.kafka.partitions < 1 {
+            return fail("kafka.partitions", "must be at least 1");
+        }
+        if self.kafka.replication_factor < 1 {
+            return fail("kafka.replication_factor", "must be at least 1");
+        }
+        if self.batch.max_events == 0 {
+            return fail("batch.max_events", "must be at least 1");
+        }
+        let t = &self.topics;
+        let names = [
+            ("topics.attendance", &t.attendance),
+            ("topics.discipline", &t.discipline),
+            ("topics.grades", &t.grades),
+            ("topics.assignments", &t.assignments),
+            ("topics.flags", &t.flags),
+            ("topics.dead_letter", &t.dead_letter),
+        ];
+        for (i, (key, name)) in names.iter().enumerate() {
+            if name.is_empty() || name.len() > 249 {
+                return fail(key, "must be a topic name of 1 to 249 characters");
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return fail(key, &format!("is the same topic as {other}; give each its own"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic names as the pipeline uses them.
+    pub fn topics(&self) -> Topics {
+        let t = &self.topics;
+        Topics {
+            attendance: t.attendance.clone(),
+            discipline: t.discipline.clone(),
+            grades: t.grades.clone(),
+            assignments: t.assignments.clone(),
+            flags: t.flags.clone(),
+            dead_letter: t.dead_letter.clone(),
+        }
+    }
+}
+
+fn scalars_as_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Ok((k, v.to_string()))
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "kafka.librdkafka.{k}: expected a string, number or boolean, got a {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
+}
+
+/// Sets `a__b__c` (lower-cased) in `tree`; the value is read as TOML when it parses as a TOML
+/// value (numbers, booleans), else taken as a string.
+fn set_path(tree: &mut toml::Table, var: &str, path: &str, value: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+    let (last, parents) = keys.split_last().ok_or_else(|| ConfigError(format!("{var}: no key")))?;
+    let mut table = tree;
+    for key in parents {
+        let entry =
+            table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError(format!("{var}: {key} is a value, not a section")))?;
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table() && !v.is_array())
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    table.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn nothing_given_is_the_documented_defaults() {
+        let c = Config::load(None, env(&[("PATH", "/bin")])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(c.topics.attendance, "sis.attendance");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ontrack.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nbrokers = \"a:1\"\npartitions = 8\n[batch]\nmax_wait_ms = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("ONTRACK__KAFKA__BROKERS", "b:2"),
+                ("ONTRACK__BATCH__MAX_EVENTS", "100"),
+                ("ONTRACK__KAFKA__LIBRDKAFKA__FETCH.MIN.BYTES", "1"),
+                ("ONTRACK__DATA_DIR", "/var/lib/ontrack"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "b:2");
+        assert_eq!(c.kafka.partitions, 8);
+        assert_eq!((c.batch.max_events, c.batch.max_wait_ms), (100, 10));
+        assert_eq!(c.kafka.librdkafka.get("fetch.min.bytes").map(String::as_str), Some("1"));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/ontrack"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::load(None, env(&[("ONTRACK__KAFKA__BROKER", "x")])).unwrap_err();
+        assert!(err.0.contains("broker"), "{err}");
+        let err = Config::load(None, env(&[("ONTRACK__BATCH__MAX_EVENTS", "0")])).unwrap_err();
+        assert!(err.0.starts_with("batch.max_events"), "{err}");
+        let err = Config::load(None, env(&[("ONTRACK__TOPICS__FLAGS", "sis.grades")])).unwrap_err();
+        assert!(err.0.starts_with("topics.flags: is the same topic as topics.grades"), "{err}");
+        let err = Config::load(None, env(&[("ONTRACK__KAFKA__PARTITIONS", "many")])).unwrap_err();
+        assert!(err.0.contains("partitions"), "{err}");
+    }
+}
