@@ -5,8 +5,10 @@
 
 pub mod config;
 pub mod core;
+pub mod kafka;
 pub mod output;
 pub mod pipeline;
 pub mod replay;
+pub mod service;
 pub mod store;
 pub mod synth;

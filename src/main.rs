@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,6 +28,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The service: consume the SIS topics, keep student state, publish flag events.
+    Run {
+        /// Config file (TOML); every key is optional, and ONTRACK__SECTION__KEY variables
+        /// override it (e.g. ONTRACK__KAFKA__BROKERS).
+        #[arg(long, value_name = "FILE.toml")]
+        config: Option<PathBuf>,
+        /// Kafka bootstrap servers (kafka.brokers) [default: 127.0.0.1:9092].
+        #[arg(long, value_name = "HOST:PORT")]
+        brokers: Option<String>,
+        /// Where the state store lives (data_dir) [default: ./data].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Run the rules offline over a JSON-Lines export of events (back-testing).
     Replay {
         /// Events, one JSON object per line, any type; `-` reads standard input.
@@ -82,6 +97,25 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, brokers, data_dir } => {
+            init_logs();
+            // Precedence: flags, then environment, then the file, then defaults.
+            let mut env: Vec<(String, String)> = std::env::vars().collect();
+            if let Some(b) = brokers {
+                env.push(("ONTRACK__KAFKA__BROKERS".into(), b));
+            }
+            if let Some(d) = data_dir {
+                env.push(("ONTRACK__DATA_DIR".into(), d.display().to_string()));
+            }
+            let config = ontrack::config::Config::load(config.as_deref(), env)?;
+            let rules = load_rules(config.rules_file.as_ref())?;
+            let shutdown = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, Arc::clone(&shutdown))
+                    .context("cannot install the signal handlers")?;
+            }
+            ontrack::service::run(&config, rules, &shutdown)
+        }
         Command::Replay { events, out, rules, dead_letter } => {
             let rules = load_rules(rules.as_ref())?;
             let dash = |p: &PathBuf| p.as_os_str() == "-";
@@ -137,6 +171,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).init();
 }
 
 fn open_out(path: &PathBuf, flag: &str) -> anyhow::Result<Box<dyn Write>> {

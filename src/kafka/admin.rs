@@ -1,0 +1,115 @@
+//! Start-up checks: the topics exist (or are created) and the inputs are co-partitioned.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::Config;
+
+/// Why the topics are not usable; start-up stops with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    #[error("kafka: cannot reach the brokers at {brokers} ({source}); check kafka.brokers")]
+    Unreachable { brokers: String, source: rdkafka::error::KafkaError },
+    #[error("kafka: topic {topic} is missing; create it, or set kafka.create_topics = true")]
+    Missing { topic: String },
+    #[error("kafka: creating topic {topic} failed: {reason}")]
+    Create { topic: String, reason: String },
+    #[error(
+        "kafka: the input topics are not co-partitioned ({counts}); every input topic needs the \
+         same number of partitions, so that one consumer owns all of a student's events"
+    )]
+    NotCoPartitioned { counts: String },
+}
+
+/// Partition counts of `topics` (0 for a missing topic).
+fn partition_counts(config: &Config, topics: &[&str]) -> Result<Vec<usize>, TopicsError> {
+    let consumer: BaseConsumer =
+        super::with_overrides(super::client_config(&config.kafka, "admin"), &config.kafka)
+            .create()
+            .map_err(|source| TopicsError::Unreachable {
+                brokers: config.kafka.brokers.clone(),
+                source,
+            })?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|source| {
+        TopicsError::Unreachable { brokers: config.kafka.brokers.clone(), source }
+    })?;
+    Ok(topics
+        .iter()
+        .map(|t| {
+            metadata
+                .topics()
+                .iter()
+                .find(|m| m.name() == *t && m.error().is_none())
+                .map_or(0, |m| m.partitions().len())
+        })
+        .collect())
+}
+
+/// Makes sure all six topics exist and the four inputs share one partition count; returns it.
+pub fn ensure_topics(config: &Config) -> Result<usize, TopicsError> {
+    let t = &config.topics;
+    let inputs = [t.attendance.as_str(), &t.discipline, &t.grades, &t.assignments];
+    let all = [inputs[0], inputs[1], inputs[2], inputs[3], &t.flags, &t.dead_letter];
+    let counts = partition_counts(config, &all)?;
+    let missing: Vec<&str> =
+        all.iter().zip(&counts).filter(|(_, n)| **n == 0).map(|(t, _)| *t).collect();
+    if !missing.is_empty() {
+        if !config.kafka.create_topics {
+            return Err(TopicsError::Missing { topic: missing[0].to_owned() });
+        }
+        // New inputs get the partition count of the existing ones, if any.
+        let existing = counts[..4].iter().copied().find(|n| *n > 0);
+        let partitions = existing.map_or(config.kafka.partitions, |n| n as i32);
+        create(config, &missing, partitions)?;
+    }
+    let counts = partition_counts(config, &inputs)?;
+    if counts.iter().any(|n| *n != counts[0]) || counts[0] == 0 {
+        let counts = inputs
+            .iter()
+            .zip(&counts)
+            .map(|(t, n)| format!("{t}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(TopicsError::NotCoPartitioned { counts });
+    }
+    Ok(counts[0])
+}
+
+fn create(config: &Config, topics: &[&str], partitions: i32) -> Result<(), TopicsError> {
+    let admin: AdminClient<DefaultClientContext> =
+        super::with_overrides(super::client_config(&config.kafka, "admin"), &config.kafka)
+            .create()
+            .map_err(|source| TopicsError::Unreachable {
+                brokers: config.kafka.brokers.clone(),
+                source,
+            })?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            NewTopic::new(t, partitions, TopicReplication::Fixed(config.kafka.replication_factor))
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| TopicsError::Create { topic: topics.join(", "), reason: e.to_string() })?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = runtime
+        .block_on(admin.create_topics(&new, &options))
+        .map_err(|e| TopicsError::Create { topic: topics.join(", "), reason: e.to_string() })?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            // Another instance created it first: fine.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(TopicsError::Create { topic, reason: code.to_string() });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Publishes the store's outbox to Kafka (idempotent producer, `acks=all`) and removes what the
+//! broker acknowledged. A record is sent again only if its delivery failed, or after a restart.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+use crate::config::KafkaConfig;
+use crate::store::{Store, StoreError};
+
+/// Delivery reports: which outbox records the broker has (or has not) taken.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    in_flight: Mutex<HashSet<u64>>,
+    acked: Mutex<Vec<u64>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
+        match result {
+            Ok(_) => self.acked.lock().unwrap_or_else(PoisonError::into_inner).push(*seq),
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "delivery failed; the record stays in the outbox")
+            }
+        }
+    }
+}
+
+/// The outbox publisher.
+pub struct Publisher {
+    producer: BaseProducer<Deliveries>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub fn new(kafka: &KafkaConfig) -> Result<Publisher, KafkaError> {
+        let mut c = super::client_config(kafka, "producer");
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            // Keep a record in flight across a broker outage rather than failing it.
+            .set("message.timeout.ms", "0");
+        let producer = super::with_overrides(c, kafka).create_with_context(Deliveries::default())?;
+        Ok(Publisher { producer })
+    }
+
+    /// Sends every pending outbox record that is not already in flight, waits up to `wait` for
+    /// acknowledgements, and removes the acknowledged ones. Returns how many were acknowledged.
+    pub fn publish(&self, store: &Store, wait: Duration) -> Result<usize, StoreError> {
+        for item in store.pending() {
+            let (seq, record) = item?;
+            if !self
+                .producer
+                .context()
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(seq)
+            {
+                continue;
+            }
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in &record.headers {
+                headers = headers.insert(Header { key: name, value: Some(value) });
+            }
+            let mut base = BaseRecord::with_opaque_to(&record.topic, Box::new(seq))
+                .payload(&record.payload)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                base = base.key(key);
+            }
+            loop {
+                match self.producer.send(base) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        base = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => {
+                        self.producer
+                            .context()
+                            .in_flight
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&seq);
+                        tracing::warn!(error = %e, "could not queue an outbox record; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+        // Waits for the queue to drain (or `wait`), serving delivery reports.
+        let _ = self.producer.flush(wait);
+        let acked = std::mem::take(
+            &mut *self.producer.context().acked.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        store.acked(&acked)?;
+        Ok(acked.len())
+    }
+
+    /// Records sent and not yet acknowledged or failed.
+    pub fn in_flight(&self) -> usize {
+        self.producer.context().in_flight.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}

@@ -1,0 +1,267 @@
+//! `ontrack run`: consume the SIS topics, fold each batch into the store in one atomic commit,
+//! then publish the outbox (flags and dead letters) and commit the offsets to Kafka.
+//!
+//! The store, not Kafka, is the source of truth for where to resume: on assignment every
+//! partition is positioned at the offset stored with the state it produced (or at the earliest
+//! offset when the store has none), so a crash at any moment loses and repeats nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use time::OffsetDateTime;
+
+use crate::config::{BatchConfig, Config};
+use crate::core::Rules;
+use crate::kafka::publisher::Publisher;
+use crate::pipeline::{InputMessage, Pipeline};
+use crate::store::Store;
+
+/// How long the outbox publisher waits for acknowledgements after a batch.
+const ACK_WAIT: Duration = Duration::from_millis(500);
+/// How long shutdown waits for the last acknowledgements (the whole shutdown stays under 10 s).
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` is set (SIGTERM/SIGINT), then persists, publishes and returns.
+pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    let partitions = crate::kafka::admin::ensure_topics(config)?;
+    let store = Store::open(&config.data_dir).with_context(|| {
+        format!("data_dir {}: cannot open the store", config.data_dir.display())
+    })?;
+    let publisher = Publisher::new(&config.kafka).context("kafka: cannot create the producer")?;
+    let worker = Worker {
+        pipeline: Pipeline::new(store, rules, config.topics()),
+        publisher,
+        batch: config.batch.clone(),
+        inflight: Mutex::new(Inflight::default()),
+        fatal: Mutex::new(None),
+    };
+    let consumer: BaseConsumer<Worker> = consumer_config(config)
+        .create_with_context(worker)
+        .context("kafka: cannot create the consumer")?;
+    let t = &config.topics;
+    consumer
+        .subscribe(&[&t.attendance, &t.discipline, &t.grades, &t.assignments])
+        .context("kafka: cannot subscribe to the input topics")?;
+    tracing::info!(brokers = %config.kafka.brokers, partitions, "ontrack running");
+
+    let worker = consumer.context();
+    // Whatever a previous run committed but did not get acknowledged goes out first.
+    worker.publisher.publish(worker.pipeline.store(), ACK_WAIT)?;
+    let mut backoff = Backoff::default();
+    while !shutdown.load(Ordering::Relaxed) {
+        if let Some(fatal) = worker.fatal.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            anyhow::bail!(fatal);
+        }
+        match consumer.poll(worker.poll_timeout()) {
+            Some(Ok(message)) => {
+                backoff.reset();
+                worker.push(message.detach());
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "kafka: consume error; backing off");
+                std::thread::sleep(backoff.next());
+            }
+            None => {}
+        }
+        if worker.due() {
+            worker.flush(&consumer)?;
+        } else if worker.publisher.in_flight() > 0 {
+            worker.publisher.publish(worker.pipeline.store(), Duration::ZERO)?;
+        }
+    }
+    tracing::info!("shutting down: persisting the current batch");
+    worker.flush(&consumer)?;
+    let store = worker.pipeline.store();
+    worker.publisher.publish(store, SHUTDOWN_ACK_WAIT)?;
+    if store.pending().next().is_some() {
+        tracing::warn!(
+            "some outbox records are not acknowledged yet; they go out on the next start"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn consumer_config(config: &Config) -> rdkafka::ClientConfig {
+    let kafka = &config.kafka;
+    let mut c = crate::kafka::client_config(kafka, "consumer");
+    c.set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Range gives partition i of every input topic to the same member: co-partitioning.
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", kafka.session_timeout_ms.to_string());
+    if !kafka.group_instance_id.is_empty() {
+        c.set("group.instance.id", &kafka.group_instance_id);
+    }
+    crate::kafka::with_overrides(c, kafka)
+}
+
+/// Messages read but not yet committed to the store.
+#[derive(Debug, Default)]
+struct Inflight {
+    messages: Vec<OwnedMessage>,
+    since: Option<Instant>,
+}
+
+/// The consumer's context: the pipeline, the publisher and the current batch. Rebalance
+/// callbacks run inside `poll`, on the same thread as the loop.
+struct Worker {
+    pipeline: Pipeline,
+    publisher: Publisher,
+    batch: BatchConfig,
+    inflight: Mutex<Inflight>,
+    /// An error inside a callback, for the loop to stop with.
+    fatal: Mutex<Option<String>>,
+}
+
+impl Worker {
+    fn inflight(&self) -> std::sync::MutexGuard<'_, Inflight> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, message: OwnedMessage) {
+        let mut inflight = self.inflight();
+        inflight.since.get_or_insert_with(Instant::now);
+        inflight.messages.push(message);
+    }
+
+    fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch.max_wait_ms)
+    }
+
+    /// Poll no longer than the current batch may still wait.
+    fn poll_timeout(&self) -> Duration {
+        let wait = self.max_wait().max(Duration::from_millis(1));
+        match self.inflight().since {
+            Some(since) => wait.saturating_sub(since.elapsed()),
+            None => wait.max(Duration::from_millis(100)),
+        }
+    }
+
+    fn due(&self) -> bool {
+        let inflight = self.inflight();
+        inflight.messages.len() >= self.batch.max_events
+            || inflight.since.is_some_and(|s| s.elapsed() >= self.max_wait())
+    }
+
+    /// Commits the current batch to the store, publishes what it produced, and commits its
+    /// offsets to Kafka (for lag monitoring; the store's offsets are the ones resumed from).
+    fn flush(&self, consumer: &BaseConsumer<Worker>) -> anyhow::Result<()> {
+        let messages = std::mem::take(&mut *self.inflight()).messages;
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<InputMessage<'_>> = messages
+            .iter()
+            .map(|m| InputMessage {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key(),
+                payload: m.payload(),
+            })
+            .collect();
+        let outcome = self.pipeline.process(&inputs, OffsetDateTime::now_utc())?;
+        tracing::debug!(
+            messages = inputs.len(),
+            events = outcome.events,
+            rejected = outcome.rejected,
+            flags = outcome.flags.len(),
+            "batch committed"
+        );
+        self.publisher.publish(self.pipeline.store(), ACK_WAIT)?;
+        let mut offsets = TopicPartitionList::new();
+        for m in &inputs {
+            let next = Offset::Offset(m.offset + 1);
+            if offsets.find_partition(m.topic, m.partition).is_some() {
+                offsets.set_partition_offset(m.topic, m.partition, next)?;
+            } else {
+                offsets.add_partition_offset(m.topic, m.partition, next)?;
+            }
+        }
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!(error = %e, "kafka offset commit failed (the store has the offsets)");
+        }
+        Ok(())
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        *self.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+}
+
+impl ClientContext for Worker {}
+
+impl ConsumerContext for Worker {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Resume each partition where the store says, or from the beginning.
+                let mut assignment = TopicPartitionList::new();
+                for e in tpl.elements() {
+                    let offset = match self.pipeline.store().next_offset(e.topic(), e.partition()) {
+                        Ok(Some(next)) => Offset::Offset(next),
+                        Ok(None) => Offset::Beginning,
+                        Err(err) => return self.fail(err.to_string()),
+                    };
+                    if let Err(err) =
+                        assignment.add_partition_offset(e.topic(), e.partition(), offset)
+                    {
+                        return self.fail(format!("kafka: {err}"));
+                    }
+                }
+                tracing::info!(partitions = assignment.count(), "partitions assigned");
+                if let Err(err) = consumer.assign(&assignment) {
+                    self.fail(format!("kafka: cannot take the assigned partitions: {err}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Finish and persist the in-flight batch before letting the partitions go.
+                if let Err(err) = self.flush(consumer) {
+                    self.fail(format!("{err:#}"));
+                }
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                if let Err(err) = consumer.unassign() {
+                    tracing::warn!(error = %err, "kafka: unassign failed");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "kafka: rebalance error; dropping the assignment");
+                self.inflight().messages.clear();
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// Exponential backoff for broker errors: 100 ms doubling to 5 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        Duration::from_millis(100u64.saturating_mul(1 << self.failures.min(6)))
+            .min(Duration::from_secs(5))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
