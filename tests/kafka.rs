@@ -318,3 +318,182 @@ fn sigterm_mid_stream_exits_cleanly_and_a_restart_loses_nothing() {
     let got = flags_of(&got);
     assert_eq!(by_student(&got), by_student(&expected));
 }
+
+/// Streams `events` in paced chunks while killing `ontrack run` with SIGKILL at `kills` random
+/// moments (restarting it at once each time); then lets one instance finish, stops it, and
+/// returns the store it left and every flag event published.
+fn crash_run(
+    brokers: &str,
+    names: &Names,
+    events: &[SynthEvent],
+    kills: usize,
+) -> (BTreeMap<String, ontrack::core::StudentState>, Vec<rdkafka::message::OwnedMessage>) {
+    use rand::{Rng, SeedableRng};
+    const PARTITIONS: i32 = 3;
+    let data = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let mut run = spawn_run(brokers, names, data.path(), PARTITIONS as u32);
+    let streaming = std::thread::scope(|scope| {
+        let producing = scope.spawn(|| {
+            let p = producer(brokers);
+            for chunk in events.chunks(400) {
+                produce(&p, names, chunk);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
+        let mut killed = 0;
+        while killed < kills || !producing.is_finished() {
+            std::thread::sleep(Duration::from_millis(rng.random_range(150..900)));
+            run.kill().unwrap(); // SIGKILL
+            run.wait().unwrap();
+            killed += 1;
+            run = spawn_run(brokers, names, data.path(), PARTITIONS as u32);
+        }
+        killed
+    });
+    assert!(streaming >= kills);
+
+    // Let the last instance catch up: every input partition's stored offset at its end.
+    let ends: Vec<(String, i32, i64)> = {
+        let c: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+        [
+            ontrack::core::EventKind::Attendance,
+            ontrack::core::EventKind::Discipline,
+            ontrack::core::EventKind::Grade,
+            ontrack::core::EventKind::Assignment,
+        ]
+        .iter()
+        .flat_map(|k| {
+            let topic = names.input(*k);
+            (0..PARTITIONS)
+                .map(|p| {
+                    let (_, high) = c.fetch_watermarks(&topic, p, Duration::from_secs(10)).unwrap();
+                    (topic.clone(), p, high)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let store = loop {
+        std::thread::sleep(Duration::from_secs(2));
+        stop(run);
+        let store = ontrack::store::Store::open(data.path()).unwrap();
+        let done = ends
+            .iter()
+            .all(|(t, p, high)| *high == 0 || store.next_offset(t, *p).unwrap() == Some(*high))
+            && store.pending().next().is_none();
+        if done {
+            break store;
+        }
+        assert!(Instant::now() < deadline, "the service did not catch up");
+        drop(store);
+        run = spawn_run(brokers, names, data.path(), PARTITIONS as u32);
+    };
+    let mut states = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for item in store.students_of_partition(p) {
+            let (id, state) = item.unwrap();
+            assert!(states.insert(id, state).is_none(), "a student in two partitions");
+        }
+    }
+    let flags_topic = names.topic("flags");
+    let flags = read_until(brokers, &flags_topic, Duration::from_secs(5), |_| false);
+    (states, flags)
+}
+
+/// The uninterrupted run's records and figures: the same events folded in memory.
+fn assert_same_records_and_figures(
+    states: &BTreeMap<String, ontrack::core::StudentState>,
+    events: &[SynthEvent],
+) {
+    let rules = ontrack::core::Rules::default();
+    let mut expected = ontrack::core::Students::default();
+    for e in events {
+        if let Ok(event) = ontrack::core::decode(e.json.as_bytes()) {
+            expected.apply(&event, &rules);
+        }
+    }
+    assert_eq!(states.len(), expected.len());
+    for (id, want) in expected.iter() {
+        let got = &states[id];
+        assert_eq!(got.records(), want.records(), "{id}: records");
+        assert_eq!(got.figures(), want.figures(), "{id}: figures");
+        assert_eq!(got.events_applied(), want.events_applied(), "{id}: events counted");
+    }
+}
+
+/// Distinct flag events per (student, flag, year) alternate raised/cleared with n = 1, 2, …,
+/// and a repeated flag event is the same message.
+fn assert_consistent_flags(flags: &[Value]) -> Vec<Value> {
+    let mut seen: BTreeMap<(String, String), Value> = BTreeMap::new();
+    let mut distinct = Vec::new();
+    for f in flags {
+        let key =
+            (f["type"].as_str().unwrap().to_owned(), f["flag_id"].as_str().unwrap().to_owned());
+        match seen.get(&key) {
+            Some(first) => assert_eq!(first, f, "a repeated flag event with other content"),
+            None => {
+                seen.insert(key, f.clone());
+                distinct.push(f.clone());
+            }
+        }
+    }
+    let mut runs: BTreeMap<(String, String, String), Vec<&Value>> = BTreeMap::new();
+    for f in &distinct {
+        let key = (
+            f["student_id"].as_str().unwrap().to_owned(),
+            f["flag"].as_str().unwrap().to_owned(),
+            f["school_year"].as_str().unwrap().to_owned(),
+        );
+        runs.entry(key).or_default().push(f);
+    }
+    for (key, run) in runs {
+        for (i, f) in run.iter().enumerate() {
+            let want_type = if i % 2 == 0 { "flag.raised" } else { "flag.cleared" };
+            let want_n = (i / 2 + 1).to_string();
+            assert_eq!(f["type"], want_type, "{key:?}: {run:?}");
+            assert!(
+                f["flag_id"].as_str().unwrap().ends_with(&format!("/{want_n}")),
+                "{key:?}: {run:?}"
+            );
+        }
+    }
+    distinct
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_doubles_nothing() {
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("crash-all");
+    let events = district(1_000, 50, 31);
+    assert!(events.len() >= 50_000, "{}", events.len());
+    let (states, flags) = crash_run(&brokers, &names, &events, 5);
+    assert_same_records_and_figures(&states, &events);
+    let flags = flags_of(&flags);
+    assert!(!flags.is_empty());
+    assert_consistent_flags(&flags);
+}
+
+#[test]
+fn kill_9_on_a_single_topic_stream_gives_exactly_the_uninterrupted_flags() {
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("crash-one");
+    let events: Vec<SynthEvent> = district(1_100, 47, 37)
+        .into_iter()
+        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
+        .collect();
+    assert!(events.len() >= 50_000, "{}", events.len());
+    let (states, flags) = crash_run(&brokers, &names, &events, 5);
+    assert_same_records_and_figures(&states, &events);
+    let distinct = assert_consistent_flags(&flags_of(&flags));
+    let mut expected = replayed(&events);
+    let mut got = distinct;
+    let order = |v: &Value| {
+        (v["flag_id"].as_str().unwrap().to_owned(), v["type"].as_str().unwrap().to_owned())
+    };
+    expected.sort_by_key(order);
+    got.sort_by_key(order);
+    assert_eq!(got, expected);
+}
