@@ -497,3 +497,49 @@ fn kill_9_on_a_single_topic_stream_gives_exactly_the_uninterrupted_flags() {
     got.sort_by_key(order);
     assert_eq!(got, expected);
 }
+
+/// A broker of this test's own on `port` (the shared one must stay up for the other tests).
+fn own_broker(action: &str, port: u16) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka");
+    let status = Command::new(script)
+        .arg(action)
+        .env("ONTRACK_KAFKA_PORT", port.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/kafka {action} on port {port}");
+}
+
+#[test]
+fn the_service_recovers_by_itself_when_the_broker_comes_back() {
+    if brokers().is_none() {
+        return;
+    }
+    const PORT: u16 = 19392;
+    own_broker("start", PORT);
+    let brokers = format!("127.0.0.1:{PORT}");
+    let names = Names::new("outage");
+    let events: Vec<SynthEvent> = district(300, 40, 41)
+        .into_iter()
+        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
+        .collect();
+    let expected = replayed(&events);
+    let (first, second) = events.split_at(events.len() / 2);
+    let data = tempfile::tempdir().unwrap();
+    let run = spawn_run(&brokers, &names, data.path(), 2);
+    produce(&producer(&brokers), &names, first);
+    read_until(&brokers, &names.topic("flags"), Duration::from_secs(30), |m| m.len() >= 10);
+
+    own_broker("stop", PORT);
+    std::thread::sleep(Duration::from_secs(12));
+    own_broker("start", PORT);
+
+    produce(&producer(&brokers), &names, second);
+    let got = read_until(&brokers, &names.topic("flags"), Duration::from_secs(90), |m| {
+        flags_of(m).len() >= expected.len()
+    });
+    stop(run);
+    own_broker("stop", PORT);
+    let got = flags_of(&got);
+    let distinct = assert_consistent_flags(&got);
+    assert_eq!(by_student(&distinct), by_student(&expected));
+}
