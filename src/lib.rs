@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod kafka;
 pub mod output;
 pub mod pipeline;

@@ -41,6 +41,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// The embedded default: an in-process Kafka, a synthetic district streamed in school day by
+    /// school day through the service, flag changes printed as they happen. Needs nothing but
+    /// cargo.
+    Demo {
+        #[arg(long, default_value_t = 2_000)]
+        students: u32,
+        #[arg(long, default_value_t = 2)]
+        schools: u32,
+        /// School days (weekdays) to stream.
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run the rules offline over a JSON-Lines export of events (back-testing).
     Replay {
         /// Events, one JSON object per line, any type; `-` reads standard input.
@@ -97,6 +111,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo { students, schools, days, seed } => {
+            let spec = DistrictSpec { students, schools, days, seed, ..DistrictSpec::default() };
+            ontrack::demo::run(spec, &mut io::stdout().lock())
+        }
         Command::Run { config, brokers, data_dir } => {
             init_logs();
             // Precedence: flags, then environment, then the file, then defaults.

@@ -1,0 +1,254 @@
+//! `ontrack demo`: the embedded default. An in-process Kafka (librdkafka's mock cluster), a seeded
+//! synthetic district streamed in school day by school day, the same service code as `run`, and
+//! the flag changes printed as they come out of `ontrack.flags`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::core::{Flag, Rules};
+use crate::synth::{District, DistrictSpec};
+
+const PARTITIONS: i32 = 4;
+
+/// Runs the demo to the end and prints its summary to `out`.
+pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cluster = MockCluster::new(1).context("cannot start the in-process Kafka")?;
+    let data = tempfile_dir()?;
+    let mut config = Config::default();
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.kafka.group_id = "ontrack-demo".into();
+    config.data_dir = data.clone();
+    config.batch.max_wait_ms = 20;
+    let t = config.topics();
+    for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments, &t.flags, &t.dead_letter]
+    {
+        cluster.create_topic(topic, PARTITIONS, 1).context("cannot create the demo topics")?;
+    }
+    writeln!(
+        out,
+        "ontrack demo: {} students in {} schools, {} school days from {}, in-process Kafka at {}",
+        spec.students, spec.schools, spec.days, spec.start, config.kafka.brokers
+    )?;
+
+    let shutdown = AtomicBool::new(false);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("linger.ms", "5")
+        .create()?;
+    let flags = reader(&config.kafka.brokers, &t.flags)?;
+    let mut district = District::new(spec.clone());
+    let mut summary = Summary::default();
+    let outcome = std::thread::scope(|scope| -> anyhow::Result<()> {
+        let service = scope.spawn(|| crate::service::run(&config, Rules::default(), &shutdown));
+        for day in 0..spec.days {
+            let date = district.dates()[day as usize];
+            let events = district.day(day);
+            summary.events += events.len() as u64;
+            for e in &events {
+                let topic = t.input_of(e.kind);
+                let mut record =
+                    BaseRecord::to(topic).key(e.student_id.as_bytes()).payload(e.json.as_bytes());
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            record = back;
+                            producer.poll(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }
+            producer.flush(Duration::from_secs(30))?;
+            // The mock cluster keeps only a few MiB per partition: wait until the service has
+            // read the day before sending the next.
+            wait_for_service(&config, &input_ends(&config)?, &service)?;
+            drain(&flags, out, &mut summary, Some(date))?;
+        }
+        drain(&flags, out, &mut summary, None)?;
+        shutdown.store(true, Ordering::Relaxed);
+        service.join().map_err(|_| anyhow::anyhow!("the service thread panicked"))??;
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&data);
+    outcome?;
+    summary.print(out, spec.students, started.elapsed())?;
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ontrack-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// High watermarks of every input partition that has messages.
+fn input_ends(config: &Config) -> anyhow::Result<Vec<(String, i32, i64)>> {
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).create()?;
+    let t = config.topics();
+    let mut ends = Vec::new();
+    for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments] {
+        for p in 0..PARTITIONS {
+            let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            if high > 0 {
+                ends.push((topic.clone(), p, high));
+            }
+        }
+    }
+    Ok(ends)
+}
+
+/// Waits until the service's committed offsets reach `ends`.
+fn wait_for_service<T>(
+    config: &Config,
+    ends: &[(String, i32, i64)],
+    service: &std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>,
+) -> anyhow::Result<()> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.kafka.group_id)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, _) in ends {
+        tpl.add_partition(topic, *p);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        anyhow::ensure!(!service.is_finished(), "the service stopped unexpectedly");
+        let committed = c.committed_offsets(tpl.clone(), Duration::from_secs(10))?;
+        let caught_up = ends.iter().all(|(topic, p, high)| {
+            committed
+                .find_partition(topic, *p)
+                .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *high))
+        });
+        if caught_up {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the service did not keep up within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn reader(brokers: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "ontrack-demo-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    c.subscribe(&[topic])?;
+    Ok(c)
+}
+
+/// What the demo saw on `ontrack.flags`.
+#[derive(Debug, Default)]
+struct Summary {
+    events: u64,
+    raised: BTreeMap<String, u64>,
+    cleared: BTreeMap<String, u64>,
+    /// The latest state of every (student, flag): raised or not, and the student's school.
+    latest: BTreeMap<(String, String), (bool, String)>,
+}
+
+/// Prints the flag events available now (for `day`, after its events were consumed).
+fn drain(
+    flags: &BaseConsumer,
+    out: &mut impl Write,
+    summary: &mut Summary,
+    day: Option<time::Date>,
+) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    while let Some(message) =
+        flags.poll(Duration::from_millis(if day.is_some() { 50 } else { 500 }))
+    {
+        let message = message?;
+        let Some(payload) = message.payload() else { continue };
+        let v: Value = serde_json::from_slice(payload)?;
+        let (kind, flag, student) = (
+            v["type"].as_str().unwrap_or_default(),
+            v["flag"].as_str().unwrap_or_default().to_owned(),
+            v["student_id"].as_str().unwrap_or_default().to_owned(),
+        );
+        let raised = kind == "flag.raised";
+        *(if raised { &mut summary.raised } else { &mut summary.cleared })
+            .entry(flag.clone())
+            .or_default() += 1;
+        let school = v["school_id"].as_str().unwrap_or_default().to_owned();
+        summary.latest.insert((student.clone(), flag.clone()), (raised, school));
+        lines.push(format!(
+            "  {} {:<8} {:<21} {student} {}",
+            v["as_of"].as_str().unwrap_or_default(),
+            if raised { "raised" } else { "cleared" },
+            flag,
+            describe(&v["evidence"]),
+        ));
+    }
+    if let Some(day) = day {
+        writeln!(out, "{day} {}: {} flag changes", day.weekday(), lines.len())?;
+    }
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The evidence in a few words (figures only; never names, grades or behavior text).
+fn describe(e: &Value) -> String {
+    if let Some(days) = e.get("days_enrolled") {
+        format!("({} of {days} days absent)", e["days_absent"])
+    } else if let Some(streak) = e.get("streak") {
+        format!("({streak} absences in a row)")
+    } else if let Some(r) = e.get("referrals") {
+        format!("({r} referrals, {} suspensions)", e["suspensions"])
+    } else if let Some(f) = e.get("core_f") {
+        format!("({f} core F, {} core D or F)", e["core_d_or_f"])
+    } else if let Some(i) = e.get("indicators") {
+        format!("({i})")
+    } else {
+        String::new()
+    }
+}
+
+impl Summary {
+    fn print(&self, out: &mut impl Write, students: u32, took: Duration) -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "\nsummary: {students} students, {} events, {:.1} s",
+            self.events,
+            took.as_secs_f64()
+        )?;
+        writeln!(out, "{:<22} {:>8} {:>8} {:>13}", "flag", "raised", "cleared", "still raised")?;
+        for flag in Flag::ALL {
+            let name = flag.as_str();
+            let still = self.latest.iter().filter(|((_, f), (r, _))| f == name && *r).count();
+            writeln!(
+                out,
+                "{name:<22} {:>8} {:>8} {still:>13}",
+                self.raised.get(name).copied().unwrap_or(0),
+                self.cleared.get(name).copied().unwrap_or(0),
+            )?;
+        }
+        let mut by_school: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((_, flag), (raised, school)) in &self.latest {
+            if flag == "off_track" && *raised {
+                *by_school.entry(school).or_default() += 1;
+            }
+        }
+        writeln!(out, "\nstudents off track by school")?;
+        for (school, n) in by_school {
+            writeln!(out, "{school:<10} {n:>6}")?;
+        }
+        Ok(())
+    }
+}
