@@ -1,6 +1,6 @@
 //! One batch of input messages → one store commit: the service's unit of work.
 //!
-//! The Kafka loop (issue 3) hands each batch it polled to [`Pipeline::process`]; everything the
+//! The Kafka loop (`service`) hands each batch it polled to [`Pipeline::process`]; everything the
 //! batch changes — student states, the next offset of every partition it read, the flag events and
 //! dead letters to publish — is written in one atomic, flushed [`Commit`]. Only after that may the
 //! loop publish the outbox and commit offsets to Kafka. Kept apart from Kafka so it is tested
