@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use ontrack::synth::{District, DistrictSpec, SynthEvent};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -59,7 +61,12 @@ impl Names {
 
 /// `ontrack run` as a child process, configured through the environment.
 fn spawn_run(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ontrack"))
+    run_command(brokers, names, data, partitions).spawn().unwrap()
+}
+
+fn run_command(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ontrack"));
+    command
         .arg("run")
         .env("ONTRACK__KAFKA__BROKERS", brokers)
         .env("ONTRACK__KAFKA__GROUP_ID", names.topic("group"))
@@ -72,9 +79,8 @@ fn spawn_run(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Chil
         .env("ONTRACK__TOPICS__FLAGS", names.topic("flags"))
         .env("ONTRACK__TOPICS__DEAD_LETTER", names.topic("dead-letter"))
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stdout(Stdio::null());
+    command
 }
 
 fn producer(brokers: &str) -> BaseProducer {
@@ -320,8 +326,8 @@ fn sigterm_mid_stream_exits_cleanly_and_a_restart_loses_nothing() {
 }
 
 /// Streams `events` in paced chunks while killing `ontrack run` with SIGKILL at `kills` random
-/// moments (restarting it at once each time); then lets one instance finish, stops it, and
-/// returns the store it left and every flag event published.
+/// moments or more (restarting it at once each time; none with `kills == 0`); then lets one
+/// instance finish, stops it, and returns the store it left and every flag event published.
 fn crash_run(
     brokers: &str,
     names: &Names,
@@ -342,13 +348,14 @@ fn crash_run(
             }
         });
         let mut killed = 0;
-        while killed < kills || !producing.is_finished() {
+        while kills > 0 && (killed < kills || !producing.is_finished()) {
             std::thread::sleep(Duration::from_millis(rng.random_range(150..900)));
             run.kill().unwrap(); // SIGKILL
             run.wait().unwrap();
             killed += 1;
             run = spawn_run(brokers, names, data.path(), PARTITIONS as u32);
         }
+        producing.join().unwrap();
         killed
     });
     assert!(streaming >= kills);
@@ -542,4 +549,75 @@ fn the_service_recovers_by_itself_when_the_broker_comes_back() {
     let got = flags_of(&got);
     let distinct = assert_consistent_flags(&got);
     assert_eq!(by_student(&distinct), by_student(&expected));
+}
+
+#[test]
+fn a_stream_over_all_topics_ends_with_the_flags_the_figures_decide() {
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("all-topics");
+    let events = district(300, 45, 43);
+    let (states, flags) = crash_run(&brokers, &names, &events, 0);
+    assert_same_records_and_figures(&states, &events);
+    // The last published change of each (student, flag) is its final state.
+    let mut last: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for f in flags_of(&flags) {
+        let key =
+            (f["student_id"].as_str().unwrap().to_owned(), f["flag"].as_str().unwrap().to_owned());
+        last.insert(key, f["type"] == "flag.raised");
+    }
+    let rules = ontrack::core::Rules::default();
+    let mut compared = 0;
+    for (student, state) in &states {
+        for flag in ontrack::core::Flag::ALL {
+            // Inside a hysteresis band the flag keeps what its history gave it.
+            let Some(raised) = common::decided(*flag, state, &rules) else { continue };
+            let key = (student.clone(), flag.as_str().to_owned());
+            assert_eq!(last.get(&key).copied().unwrap_or(false), raised, "{key:?}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
+
+#[test]
+fn input_topics_that_are_not_co_partitioned_stop_start_up_with_a_clear_message() {
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("copart");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let (attendance, discipline) = (names.topic("attendance"), names.topic("discipline"));
+    let topics = [
+        rdkafka::admin::NewTopic::new(&attendance, 3, rdkafka::admin::TopicReplication::Fixed(1)),
+        rdkafka::admin::NewTopic::new(&discipline, 2, rdkafka::admin::TopicReplication::Fixed(1)),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    for result in runtime
+        .block_on(admin.create_topics(&topics, &rdkafka::admin::AdminOptions::new()))
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let mut run =
+        run_command(&brokers, &names, data.path(), 3).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ontrack run started on topics that are not co-partitioned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("not co-partitioned"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{attendance}: 3"))
+            && stderr.contains(&format!("{discipline}: 2")),
+        "{stderr}"
+    );
 }
