@@ -621,3 +621,39 @@ fn input_topics_that_are_not_co_partitioned_stop_start_up_with_a_clear_message()
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_instance_takes_over_partitions_and_the_flags_stay_the_same() {
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("scale-out");
+    let events: Vec<SynthEvent> = district(400, 40, 47)
+        .into_iter()
+        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
+        .collect();
+    let expected = replayed(&events);
+    let (first, second) = events.split_at(events.len() / 2);
+    let p = producer(&brokers);
+    // Two instances, two stores: a partition that moves is rebuilt from its beginning.
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = spawn_run(&brokers, &names, data_a.path(), 4);
+    produce(&p, &names, first);
+    read_until(&brokers, &names.topic("flags"), Duration::from_secs(30), |m| m.len() >= 10);
+    // The group rebalances: A's in-flight batch is persisted before its partitions go.
+    let b = spawn_run(&brokers, &names, data_b.path(), 4);
+    produce(&p, &names, second);
+    let got = read_until(&brokers, &names.topic("flags"), Duration::from_secs(60), |m| {
+        let distinct: std::collections::BTreeSet<(String, String)> =
+            flags_of(m).iter().map(|f| (f["type"].to_string(), f["flag_id"].to_string())).collect();
+        distinct.len() >= expected.len()
+    });
+    stop(a);
+    stop(b);
+    let distinct = assert_consistent_flags(&flags_of(&got));
+    assert_eq!(by_student(&distinct), by_student(&expected));
+    // Both instances did part of the work.
+    for data in [&data_a, &data_b] {
+        let store = ontrack::store::Store::open(data.path()).unwrap();
+        let students: usize = (0..4).map(|p| store.students_of_partition(p).count()).sum();
+        assert!(students > 0, "an instance got no partition");
+    }
+}
