@@ -19,7 +19,7 @@ pub struct Config {
     /// A rules file (TOML, see README); the defaults of DESIGN.md without one.
     pub rules_file: Option<PathBuf>,
     pub kafka: KafkaConfig,
-    pub topics: TopicsConfig,
+    pub topics: Topics,
     pub batch: BatchConfig,
 }
 
@@ -45,18 +45,6 @@ pub struct KafkaConfig {
     pub librdkafka: BTreeMap<String, String>,
 }
 
-/// `[topics]`: input topics must be co-partitioned and keyed by `student_id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TopicsConfig {
-    pub attendance: String,
-    pub discipline: String,
-    pub grades: String,
-    pub assignments: String,
-    pub flags: String,
-    pub dead_letter: String,
-}
-
 /// `[batch]`: one sled flush and one Kafka commit per batch, not per event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,7 +61,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             rules_file: None,
             kafka: KafkaConfig::default(),
-            topics: TopicsConfig::default(),
+            topics: Topics::default(),
             batch: BatchConfig::default(),
         }
     }
@@ -90,20 +78,6 @@ impl Default for KafkaConfig {
             partitions: 4,
             replication_factor: 1,
             librdkafka: BTreeMap::new(),
-        }
-    }
-}
-
-impl Default for TopicsConfig {
-    fn default() -> Self {
-        let t = Topics::default();
-        TopicsConfig {
-            attendance: t.attendance,
-            discipline: t.discipline,
-            grades: t.grades,
-            assignments: t.assignments,
-            flags: t.flags,
-            dead_letter: t.dead_letter,
         }
     }
 }
@@ -182,19 +156,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// The topic names as the pipeline uses them.
-    pub fn topics(&self) -> Topics {
-        let t = &self.topics;
-        Topics {
-            attendance: t.attendance.clone(),
-            discipline: t.discipline.clone(),
-            grades: t.grades.clone(),
-            assignments: t.assignments.clone(),
-            flags: t.flags.clone(),
-            dead_letter: t.dead_letter.clone(),
-        }
     }
 }
 

@@ -31,7 +31,7 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
     config.kafka.group_id = "ontrack-demo".into();
     config.data_dir = data.clone();
     config.batch.max_wait_ms = 20;
-    let t = config.topics();
+    let t = config.topics.clone();
     for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments, &t.flags, &t.dead_letter]
     {
         cluster.create_topic(topic, PARTITIONS, 1).context("cannot create the demo topics")?;
@@ -97,7 +97,7 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 fn input_ends(config: &Config) -> anyhow::Result<Vec<(String, i32, i64)>> {
     let c: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).create()?;
-    let t = config.topics();
+    let t = config.topics.clone();
     let mut ends = Vec::new();
     for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments] {
         for p in 0..PARTITIONS {

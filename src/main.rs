@@ -45,15 +45,8 @@ enum Command {
     /// school day through the service, flag changes printed as they happen. Needs nothing but
     /// cargo.
     Demo {
-        #[arg(long, default_value_t = 2_000)]
-        students: u32,
-        #[arg(long, default_value_t = 2)]
-        schools: u32,
-        /// School days (weekdays) to stream.
-        #[arg(long, default_value_t = 60)]
-        days: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        #[command(flatten)]
+        district: DistrictArgs,
     },
     /// Run the rules offline over a JSON-Lines export of events (back-testing).
     Replay {
@@ -73,18 +66,11 @@ enum Command {
     },
     /// Write a seeded synthetic district as JSON Lines (made-up students, for trying things out).
     Synth {
-        #[arg(long, default_value_t = 2_000)]
-        students: u32,
-        #[arg(long, default_value_t = 2)]
-        schools: u32,
-        /// School days (weekdays) to generate.
-        #[arg(long, default_value_t = 60)]
-        days: u32,
+        #[command(flatten)]
+        district: DistrictArgs,
         /// The first school day, YYYY-MM-DD.
         #[arg(long, default_value = "2026-08-24", value_parser = parse_date_arg)]
         start: time::Date,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
         /// Share of extra malformed messages, 0 to 1.
         #[arg(long, default_value_t = 0.0)]
         bad_rate: f64,
@@ -92,6 +78,27 @@ enum Command {
         #[arg(long, value_name = "FILE.jsonl", default_value = "-")]
         out: PathBuf,
     },
+}
+
+/// The synthetic district of `demo` and `synth`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct DistrictArgs {
+    #[arg(long, default_value_t = 2_000)]
+    students: u32,
+    #[arg(long, default_value_t = 2)]
+    schools: u32,
+    /// School days (weekdays).
+    #[arg(long, default_value_t = 60)]
+    days: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl DistrictArgs {
+    fn spec(&self) -> DistrictSpec {
+        let DistrictArgs { students, schools, days, seed } = *self;
+        DistrictSpec { students, schools, days, seed, ..DistrictSpec::default() }
+    }
 }
 
 fn parse_date_arg(s: &str) -> Result<time::Date, String> {
@@ -111,10 +118,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { students, schools, days, seed } => {
-            let spec = DistrictSpec { students, schools, days, seed, ..DistrictSpec::default() };
-            ontrack::demo::run(spec, &mut io::stdout().lock())
-        }
+        Command::Demo { district } => ontrack::demo::run(district.spec(), &mut io::stdout().lock()),
         Command::Run { config, brokers, data_dir } => {
             init_logs();
             // Precedence: flags, then environment, then the file, then defaults.
@@ -172,11 +176,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Synth { students, schools, days, start, seed, bad_rate, out } => {
+        Command::Synth { district, start, bad_rate, out } => {
             if !(0.0..=1.0).contains(&bad_rate) {
                 anyhow::bail!("--bad-rate: must be from 0 to 1, got {bad_rate}");
             }
-            let spec = DistrictSpec { students, schools, days, start, seed, bad_rate };
+            let spec = DistrictSpec { start, bad_rate, ..district.spec() };
+            let days = spec.days;
             let mut district = District::new(spec);
             let mut output = open_out(&out, "--out")?;
             for day in 0..days {

@@ -14,8 +14,9 @@ use crate::core::{Change, Event, EventKind, Flag, Outcome, Rules, StudentState, 
 use crate::output::FlagEvent;
 use crate::store::{Commit, OutboxRecord, Store, StoreError};
 
-/// Topic names: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[topics]`: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Topics {
     pub attendance: String,
     pub discipline: String,

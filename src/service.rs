@@ -35,7 +35,7 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
     })?;
     let publisher = Publisher::new(&config.kafka).context("kafka: cannot create the producer")?;
     let worker = Worker {
-        pipeline: Pipeline::new(store, rules, config.topics()),
+        pipeline: Pipeline::new(store, rules, config.topics.clone()),
         publisher,
         batch: config.batch.clone(),
         inflight: Mutex::new(Inflight::default()),

@@ -222,10 +222,7 @@ fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
 }
 
 fn absence(id: &str, student: &str, date: &str) -> String {
-    serde_json::json!({"type": "attendance", "event_id": id, "student_id": student,
-        "school_id": "sch-1", "date": date, "recorded_at": format!("{date}T08:30:00Z"),
-        "status": "absent_unexcused"})
-    .to_string()
+    common::attendance_json(id, student, date, "absent_unexcused")
 }
 
 #[test]

@@ -2,12 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
 
+mod common;
+
 use ontrack::core::Rules;
 use ontrack::pipeline::{InputMessage, Pipeline, Topics};
 use ontrack::store::{OutboxRecord, Store};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
@@ -15,10 +17,7 @@ fn pipeline(dir: &tempfile::TempDir) -> Pipeline {
 }
 
 fn attendance(id: &str, student: &str, date: &str, status: &str) -> Vec<u8> {
-    json!({"type": "attendance", "event_id": id, "student_id": student, "school_id": "sch-1",
-           "date": date, "recorded_at": format!("{date}T08:30:00-05:00"), "status": status})
-    .to_string()
-    .into_bytes()
+    common::attendance_json(id, student, date, status).into_bytes()
 }
 
 fn msg<'a>(topic: &'a str, offset: i64, key: &'a [u8], payload: &'a [u8]) -> InputMessage<'a> {

@@ -50,12 +50,6 @@ fn without_emitted_at(mut v: Value) -> Value {
     v
 }
 
-fn attendance(id: &str, student: &str, date: &str, status: &str) -> String {
-    json!({"type": "attendance", "event_id": id, "student_id": student, "school_id": "sch-1",
-           "date": date, "recorded_at": format!("{date}T08:30:00-05:00"), "status": status})
-    .to_string()
-}
-
 #[test]
 fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
     let days = common::school_days("2026-09-01", 12);
@@ -63,7 +57,7 @@ fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            attendance(
+            common::attendance_json(
                 &format!("a{i}"),
                 "stu-7",
                 d,
@@ -127,13 +121,13 @@ fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
 fn a_bad_line_is_reported_and_dead_lettered_and_the_run_goes_on() {
     let days = common::school_days("2026-09-01", 3);
     let input = [
-        attendance("a0", "stu-1", &days[0], "absent_unexcused"),
+        common::attendance_json("a0", "stu-1", &days[0], "absent_unexcused"),
         "{\"type\": \"attendance\", \"event_id\": ".to_string(),
-        attendance("a1", "stu-1", &days[1], "absnt"),
+        common::attendance_json("a1", "stu-1", &days[1], "absnt"),
         String::new(),
-        attendance("a1", "stu-1", &days[1], "absent_excused"),
-        attendance("a1", "stu-1", &days[1], "absent_excused"),
-        attendance("a2", "stu-1", &days[2], "absent_unexcused"),
+        common::attendance_json("a1", "stu-1", &days[1], "absent_excused"),
+        common::attendance_json("a1", "stu-1", &days[1], "absent_excused"),
+        common::attendance_json("a2", "stu-1", &days[2], "absent_unexcused"),
     ];
     let mut bytes = input.join("\n").into_bytes();
     bytes.extend_from_slice(b"\n\xff\xfe not utf-8\n");

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::Config;
 
@@ -13,7 +14,7 @@ use crate::config::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum TopicsError {
     #[error("kafka: cannot reach the brokers at {brokers} ({source}); check kafka.brokers")]
-    Unreachable { brokers: String, source: rdkafka::error::KafkaError },
+    Unreachable { brokers: String, source: KafkaError },
     #[error("kafka: topic {topic} is missing; create it, or set kafka.create_topics = true")]
     Missing { topic: String },
     #[error("kafka: creating topic {topic} failed: {reason}")]
@@ -25,18 +26,22 @@ pub enum TopicsError {
     NotCoPartitioned { counts: String },
 }
 
+fn unreachable(config: &Config) -> impl Fn(KafkaError) -> TopicsError + '_ {
+    |source| TopicsError::Unreachable { brokers: config.kafka.brokers.clone(), source }
+}
+
+/// A client of the admin role (a metadata consumer or the admin client).
+fn client<T: FromClientConfig>(config: &Config) -> Result<T, TopicsError> {
+    super::with_overrides(super::client_config(&config.kafka, "admin"), &config.kafka)
+        .create()
+        .map_err(unreachable(config))
+}
+
 /// Partition counts of `topics` (0 for a missing topic).
 fn partition_counts(config: &Config, topics: &[&str]) -> Result<Vec<usize>, TopicsError> {
-    let consumer: BaseConsumer =
-        super::with_overrides(super::client_config(&config.kafka, "admin"), &config.kafka)
-            .create()
-            .map_err(|source| TopicsError::Unreachable {
-                brokers: config.kafka.brokers.clone(),
-                source,
-            })?;
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(|source| {
-        TopicsError::Unreachable { brokers: config.kafka.brokers.clone(), source }
-    })?;
+    let consumer: BaseConsumer = client(config)?;
+    let metadata =
+        consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(unreachable(config))?;
     Ok(topics
         .iter()
         .map(|t| {
@@ -80,13 +85,7 @@ pub fn ensure_topics(config: &Config) -> Result<usize, TopicsError> {
 }
 
 fn create(config: &Config, topics: &[&str], partitions: i32) -> Result<(), TopicsError> {
-    let admin: AdminClient<DefaultClientContext> =
-        super::with_overrides(super::client_config(&config.kafka, "admin"), &config.kafka)
-            .create()
-            .map_err(|source| TopicsError::Unreachable {
-                brokers: config.kafka.brokers.clone(),
-                source,
-            })?;
+    let admin: AdminClient<DefaultClientContext> = client(config)?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {

@@ -29,6 +29,8 @@ const FORMAT: u8 = 1;
 pub enum StoreError {
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
+    #[error("store: {dir} is in use by another process (another ontrack with the same data_dir?)")]
+    Locked { dir: String },
     #[error("store: the value at {key} cannot be read: {reason}")]
     Corrupt { key: String, reason: String },
 }
@@ -64,9 +66,24 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        // No background flusher: durability is exactly what `commit` flushes, and the file lock is
-        // released as soon as the store is dropped (a flusher thread would hold it a while).
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
+        // No background flusher: durability is exactly what `commit` flushes.
+        let config = sled::Config::new().path(dir).flush_every_ms(None);
+        // sled releases its file lock from a background thread shortly after a store is dropped,
+        // so an immediate reopen in the same process may wait a moment; another live process
+        // holding it is an error.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(StoreError::Locked { dir: dir.display().to_string() });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let tree = db.open_tree("ontrack")?;
         Ok(Store { db, tree })
     }

@@ -33,6 +33,13 @@ pub fn ev(v: Value) -> Event<'static> {
         .unwrap_or_else(|e| panic!("test event does not decode: {e}: {v}"))
 }
 
+/// An attendance event of any student as contract JSON (recorded at 08:30 school time).
+pub fn attendance_json(id: &str, student: &str, date: &str, status: &str) -> String {
+    json!({"type": "attendance", "event_id": id, "student_id": student, "school_id": "sch-1",
+           "date": date, "recorded_at": format!("{date}T08:30:00-05:00"), "status": status})
+    .to_string()
+}
+
 pub fn attendance(id: &str, date: &str, status: &str) -> Event<'static> {
     ev(with(base("attendance", id, date), json!({ "status": status })))
 }
