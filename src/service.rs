@@ -53,19 +53,19 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
     let worker = consumer.context();
     // Whatever a previous run committed but did not get acknowledged goes out first.
     worker.publisher.publish(worker.pipeline.store(), ACK_WAIT)?;
-    let mut backoff = Backoff::default();
+    let mut errors = ErrorLog::default();
     while !shutdown.load(Ordering::Relaxed) {
         if let Some(fatal) = worker.fatal.lock().unwrap_or_else(PoisonError::into_inner).take() {
             anyhow::bail!(fatal);
         }
         match consumer.poll(worker.poll_timeout()) {
-            Some(Ok(message)) => {
-                backoff.reset();
-                worker.push(message.detach());
-            }
+            Some(Ok(message)) => worker.push(message.detach()),
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "kafka: consume error; backing off");
-                std::thread::sleep(backoff.next());
+                // librdkafka reconnects by itself with its own backoff (reconnect.backoff.ms,
+                // 100 ms growing to 5 s) and reports each failed attempt here. Sleeping long on
+                // each report would only pile them up; a short pause bounds the loop's rate.
+                errors.report(&e);
+                std::thread::sleep(Duration::from_millis(10));
             }
             None => {}
         }
@@ -248,20 +248,21 @@ impl ConsumerContext for Worker {
     }
 }
 
-/// Exponential backoff for broker errors: 100 ms doubling to 5 s.
+/// Logs consume errors at most once every 10 s, with how many there were.
 #[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
 }
 
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        Duration::from_millis(100u64.saturating_mul(1 << self.failures.min(6)))
-            .min(Duration::from_secs(5))
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
+impl ErrorLog {
+    fn report(&mut self, e: &rdkafka::error::KafkaError) {
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, since_last = self.suppressed, "kafka: consume error (the client reconnects by itself)");
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
     }
 }

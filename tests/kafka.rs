@@ -78,7 +78,7 @@ fn run_command(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Co
         .env("ONTRACK__TOPICS__ASSIGNMENTS", names.topic("assignments"))
         .env("ONTRACK__TOPICS__FLAGS", names.topic("flags"))
         .env("ONTRACK__TOPICS__DEAD_LETTER", names.topic("dead-letter"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("ONTRACK_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null());
     command
 }
@@ -212,8 +212,18 @@ fn a_single_topic_stream_gives_exactly_the_flags_of_replay() {
     });
     stop(run);
     let got = flags_of(&got);
-    assert_eq!(got.len(), expected.len());
-    assert_eq!(by_student(&got), by_student(&expected));
+    let (got_students, expected_students) = (by_student(&got), by_student(&expected));
+    let differ: Vec<&String> = expected_students
+        .keys()
+        .filter(|s| got_students.get(*s) != expected_students.get(*s))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} flags; students that differ: {differ:?}",
+        got.len(),
+        expected.len()
+    );
+    assert_eq!(got.len(), expected.len(), "no flag published twice");
 }
 
 fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
@@ -545,6 +555,12 @@ fn the_service_recovers_by_itself_when_the_broker_comes_back() {
     own_broker("stop", PORT);
     let got = flags_of(&got);
     let distinct = assert_consistent_flags(&got);
+    eprintln!(
+        "outage: {} flags, {} distinct, {} expected",
+        got.len(),
+        distinct.len(),
+        expected.len()
+    );
     assert_eq!(by_student(&distinct), by_student(&expected));
 }
 

@@ -9,8 +9,11 @@
 //! compaction; files take several times the live data.
 //!
 //! Keys (one tree):
-//! - `s` + partition (i32, big-endian) + student_id → state: format byte + postcard of
-//!   [`StudentState`]; a partition's students are one key range, so they can be found (and moved)
+//! - `s` + student_id → state: format byte + postcard of [`StudentState`]. Keyed by the student
+//!   alone, so a student's events fold into one state even when a producer did not key them
+//!   consistently.
+//! - `p` + partition (i32, big-endian) + student_id → nothing: the index of the students whose
+//!   events came through a partition, so a partition's students can be found (and moved)
 //!   together.
 //! - `o` + topic length (u8) + topic + partition (i32, BE) → the next offset to read (i64, BE).
 //! - `x` + sequence (u64, BE) → an [`OutboxRecord`] waiting to be published, in commit order.
@@ -48,7 +51,8 @@ pub struct OutboxRecord {
 /// What one batch of input produced: written all together, or not at all.
 #[derive(Debug, Default)]
 pub struct Commit<'a> {
-    /// `(partition, student_id, state)`: the new state of every student the batch touched.
+    /// `(partition, student_id, state)`: the new state of every student the batch touched, and
+    /// the partition its events came through.
     pub states: Vec<(i32, &'a str, &'a StudentState)>,
     /// `(topic, partition, next offset)`: where to resume reading each input partition.
     pub offsets: Vec<(&'a str, i32, i64)>,
@@ -89,25 +93,23 @@ impl Store {
     }
 
     /// The stored state of a student, if any.
-    pub fn student(
-        &self,
-        partition: i32,
-        student_id: &str,
-    ) -> Result<Option<StudentState>, StoreError> {
-        let key = state_key(partition, student_id);
+    pub fn student(&self, student_id: &str) -> Result<Option<StudentState>, StoreError> {
+        let key = state_key(student_id);
         self.tree.get(&key)?.map(|v| decode_state(&key, &v)).transpose()
     }
 
-    /// Every stored student of `partition`, in `student_id` byte order.
+    /// Every student whose events came through `partition`, with their state, in `student_id`
+    /// byte order.
     pub fn students_of_partition(
         &self,
         partition: i32,
     ) -> impl Iterator<Item = Result<(String, StudentState), StoreError>> + '_ {
-        let prefix = state_key(partition, "");
+        let prefix = partition_key(partition, "");
         self.tree.scan_prefix(&prefix).map(move |item| {
-            let (key, value) = item?;
+            let (key, _) = item?;
             let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            Ok((id, decode_state(&key, &value)?))
+            let state = self.student(&id)?.ok_or_else(|| corrupt(&key, "indexed, not stored"))?;
+            Ok((id, state))
         })
     }
 
@@ -129,7 +131,8 @@ impl Store {
     pub fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (partition, student_id, state) in commit.states {
-            batch.insert(state_key(partition, student_id), encode(state));
+            batch.insert(state_key(student_id), encode(state));
+            batch.insert(partition_key(partition, student_id), &[]);
         }
         for (topic, partition, offset) in commit.offsets {
             batch.insert(offset_key(topic, partition), &offset.to_be_bytes());
@@ -167,9 +170,16 @@ impl Store {
     }
 }
 
-fn state_key(partition: i32, student_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(5 + student_id.len());
+fn state_key(student_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + student_id.len());
     key.push(b's');
+    key.extend_from_slice(student_id.as_bytes());
+    key
+}
+
+fn partition_key(partition: i32, student_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(5 + student_id.len());
+    key.push(b'p');
     key.extend_from_slice(&partition.to_be_bytes());
     key.extend_from_slice(student_id.as_bytes());
     key
@@ -269,13 +279,9 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         for (id, state) in students.iter() {
-            assert_eq!(
-                store.student(id.len() as i32 % 3, id).unwrap().as_ref(),
-                Some(state),
-                "{id}"
-            );
+            assert_eq!(store.student(id).unwrap().as_ref(), Some(state), "{id}");
         }
-        assert_eq!(store.student(9, "stu-0000001").unwrap(), None);
+        assert_eq!(store.student("stu-9999999").unwrap(), None);
         assert_eq!(store.next_offset("sis.attendance", 0).unwrap(), Some(120));
         assert_eq!(store.next_offset("sis.attendance", 1).unwrap(), Some(7));
         assert_eq!(store.next_offset("sis.grades", 0).unwrap(), Some(3));
@@ -320,8 +326,8 @@ mod tests {
     fn a_value_of_an_unknown_format_is_refused_with_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.tree.insert(state_key(0, "stu-1"), &[9u8, 1, 2][..]).unwrap();
-        let err = store.student(0, "stu-1").unwrap_err().to_string();
+        store.tree.insert(state_key("stu-1"), &[9u8, 1, 2][..]).unwrap();
+        let err = store.student("stu-1").unwrap_err().to_string();
         assert!(err.contains("stu-1") && err.contains("format 9"), "{err}");
     }
 }
