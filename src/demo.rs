@@ -46,6 +46,7 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
         .create()?;
     let flags = reader(&config.kafka.brokers, &t.flags)?;
     let mut district = District::new(spec.clone());

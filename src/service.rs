@@ -224,7 +224,12 @@ impl ConsumerContext for Worker {
                         return self.fail(format!("kafka: {err}"));
                     }
                 }
-                tracing::info!(partitions = assignment.count(), "partitions assigned");
+                let resume: Vec<String> = assignment
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+                    .collect();
+                tracing::info!(partitions = assignment.count(), resume = ?resume, "partitions assigned");
                 if let Err(err) = consumer.assign(&assignment) {
                     self.fail(format!("kafka: cannot take the assigned partitions: {err}"));
                 }
