@@ -71,7 +71,13 @@ pub fn ensure_topics(config: &Config) -> Result<usize, TopicsError> {
         let partitions = existing.map_or(config.kafka.partitions, |n| n as i32);
         create(config, &missing, partitions)?;
     }
-    let counts = partition_counts(config, &inputs)?;
+    // Metadata of topics just created reaches the brokers' caches a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut counts = partition_counts(config, &inputs)?;
+    while counts.contains(&0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        counts = partition_counts(config, &inputs)?;
+    }
     if counts.iter().any(|n| *n != counts[0]) || counts[0] == 0 {
         let counts = inputs
             .iter()
