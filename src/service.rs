@@ -178,14 +178,14 @@ impl Worker {
             "batch committed"
         );
         self.publisher.publish(self.pipeline.store(), ACK_WAIT)?;
-        let mut offsets = TopicPartitionList::new();
+        let mut next: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
         for m in &inputs {
-            let next = Offset::Offset(m.offset + 1);
-            if offsets.find_partition(m.topic, m.partition).is_some() {
-                offsets.set_partition_offset(m.topic, m.partition, next)?;
-            } else {
-                offsets.add_partition_offset(m.topic, m.partition, next)?;
-            }
+            let n = next.entry((m.topic, m.partition)).or_default();
+            *n = (*n).max(m.offset + 1);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
         }
         if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
             tracing::debug!(error = %e, "kafka offset commit failed (the store has the offsets)");

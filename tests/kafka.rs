@@ -142,35 +142,13 @@ fn read_until(
 fn flags_of(messages: &[rdkafka::message::OwnedMessage]) -> Vec<Value> {
     messages
         .iter()
-        .map(|m| {
-            let mut v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            v.as_object_mut().unwrap().remove("emitted_at");
-            v
-        })
+        .map(|m| common::without_emitted_at(serde_json::from_slice(m.payload().unwrap()).unwrap()))
         .collect()
 }
 
 /// What `ontrack replay` says for the same events in the same order.
 fn replayed(events: &[SynthEvent]) -> Vec<Value> {
-    let lines: Vec<u8> = events.iter().flat_map(|e| [e.json.as_bytes(), b"\n"].concat()).collect();
-    let mut out = Vec::new();
-    ontrack::replay::replay(
-        &lines[..],
-        &mut out,
-        std::io::sink(),
-        &ontrack::core::Rules::default(),
-        time::OffsetDateTime::now_utc,
-        |_, _| {},
-    )
-    .unwrap();
-    out.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut v: Value = serde_json::from_slice(l).unwrap();
-            v.as_object_mut().unwrap().remove("emitted_at");
-            v
-        })
-        .collect()
+    common::replayed(events.iter().map(|e| e.json.as_str()))
 }
 
 /// Asserts two flag streams agree per student, showing the first student that differs.
@@ -211,6 +189,14 @@ fn by_student(flags: &[Value]) -> BTreeMap<String, Vec<Value>> {
     map
 }
 
+/// The attendance records of a synthetic district: a single-topic stream.
+fn attendance_only(students: u32, days: u32, seed: u64) -> Vec<SynthEvent> {
+    district(students, days, seed)
+        .into_iter()
+        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
+        .collect()
+}
+
 fn district(students: u32, days: u32, seed: u64) -> Vec<SynthEvent> {
     let mut d = District::new(DistrictSpec { students, days, seed, ..DistrictSpec::default() });
     (0..days).flat_map(|day| d.day(day)).collect()
@@ -233,10 +219,7 @@ fn stop(mut child: Child) {
 fn a_single_topic_stream_gives_exactly_the_flags_of_replay() {
     let Some(brokers) = brokers() else { return };
     let names = Names::new("single");
-    let events: Vec<SynthEvent> = district(300, 40, 21)
-        .into_iter()
-        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
-        .collect();
+    let events: Vec<SynthEvent> = attendance_only(300, 40, 21);
     let expected = replayed(&events);
     assert!(expected.len() > 100, "{}", expected.len());
 
@@ -322,10 +305,7 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
 fn sigterm_mid_stream_exits_cleanly_and_a_restart_loses_nothing() {
     let Some(brokers) = brokers() else { return };
     let names = Names::new("sigterm");
-    let events: Vec<SynthEvent> = district(400, 40, 5)
-        .into_iter()
-        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
-        .collect();
+    let events: Vec<SynthEvent> = attendance_only(400, 40, 5);
     let expected = replayed(&events);
     let data = tempfile::tempdir().unwrap();
     let p = producer(&brokers);
@@ -520,10 +500,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
 fn kill_9_on_a_single_topic_stream_gives_exactly_the_uninterrupted_flags() {
     let Some(brokers) = brokers() else { return };
     let names = Names::new("crash-one");
-    let events: Vec<SynthEvent> = district(1_100, 47, 37)
-        .into_iter()
-        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
-        .collect();
+    let events: Vec<SynthEvent> = attendance_only(1_100, 47, 37);
     assert!(events.len() >= 50_000, "{}", events.len());
     let (states, flags) = crash_run(&brokers, &names, &events, 5);
     assert_same_records_and_figures(&states, &events);
@@ -558,10 +535,7 @@ fn the_service_recovers_by_itself_when_the_broker_comes_back() {
     own_broker("start", PORT);
     let brokers = format!("127.0.0.1:{PORT}");
     let names = Names::new("outage");
-    let events: Vec<SynthEvent> = district(300, 40, 41)
-        .into_iter()
-        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
-        .collect();
+    let events: Vec<SynthEvent> = attendance_only(300, 40, 41);
     let expected = replayed(&events);
     let (first, second) = events.split_at(events.len() / 2);
     let data = tempfile::tempdir().unwrap();
@@ -659,10 +633,7 @@ fn input_topics_that_are_not_co_partitioned_stop_start_up_with_a_clear_message()
 fn a_second_instance_takes_over_partitions_and_the_flags_stay_the_same() {
     let Some(brokers) = brokers() else { return };
     let names = Names::new("scale-out");
-    let events: Vec<SynthEvent> = district(400, 40, 47)
-        .into_iter()
-        .filter(|e| e.kind == ontrack::core::EventKind::Attendance)
-        .collect();
+    let events: Vec<SynthEvent> = attendance_only(400, 40, 47);
     let expected = replayed(&events);
     let (first, second) = events.split_at(events.len() / 2);
     let p = producer(&brokers);

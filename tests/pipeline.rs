@@ -151,16 +151,6 @@ fn bad_input_goes_to_the_dead_letter_outbox_as_it_came_and_the_rest_goes_on() {
     assert_eq!(p.store().next_offset("sis.grades", 0).unwrap(), Some(4));
 }
 
-/// Strips `emitted_at`, which is the only field allowed to differ.
-fn flag_lines(values: impl Iterator<Item = Value>) -> Vec<Value> {
-    values
-        .map(|mut v| {
-            v.as_object_mut().unwrap().remove("emitted_at");
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn batches_of_any_size_give_the_flags_replay_gives() {
     let mut district = ontrack::synth::District::new(ontrack::synth::DistrictSpec {
@@ -170,25 +160,7 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     });
     let messages: Vec<ontrack::synth::SynthEvent> = (0..45).flat_map(|d| district.day(d)).collect();
 
-    // replay, in-process
-    let lines: Vec<u8> =
-        messages.iter().flat_map(|m| [m.json.as_bytes(), b"\n"].concat()).collect();
-    let mut replayed = Vec::new();
-    ontrack::replay::replay(
-        &lines[..],
-        &mut replayed,
-        std::io::sink(),
-        &Rules::default(),
-        OffsetDateTime::now_utc,
-        |_, _| {},
-    )
-    .unwrap();
-    let expected = flag_lines(
-        replayed
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap()),
-    );
+    let expected = common::replayed(messages.iter().map(|m| m.json.as_str()));
     assert!(expected.len() > 50);
 
     // the pipeline, in batches of random sizes, students spread over 4 partitions
@@ -217,6 +189,7 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
         p.process(&batch, OffsetDateTime::now_utc()).unwrap();
         at += n;
     }
-    let published = flag_lines(outbox(p.store()).iter().map(json_of));
+    let published: Vec<Value> =
+        outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect();
     assert_eq!(published, expected);
 }

@@ -44,12 +44,6 @@ fn lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn without_emitted_at(mut v: Value) -> Value {
-    assert!(v["emitted_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
-    v.as_object_mut().unwrap().remove("emitted_at");
-    v
-}
-
 #[test]
 fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
     let days = common::school_days("2026-09-01", 12);
@@ -82,7 +76,10 @@ fn flags_come_out_in_emission_order_with_every_field_of_the_contract() {
     );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 
-    let flags: Vec<Value> = lines(&out).into_iter().map(without_emitted_at).collect();
+    for flag in lines(&out) {
+        assert!(flag["emitted_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{flag}");
+    }
+    let flags: Vec<Value> = lines(&out).into_iter().map(common::without_emitted_at).collect();
     assert_eq!(
         flags,
         [
@@ -207,7 +204,7 @@ fn replay_lines(lines: &[String], name: &str) -> (Vec<Value>, String) {
 }
 
 fn lines_of(path: &Path) -> Vec<Value> {
-    lines(path).into_iter().map(without_emitted_at).collect()
+    lines(path).into_iter().map(common::without_emitted_at).collect()
 }
 
 /// The last published state of each (student, flag): raised or not.

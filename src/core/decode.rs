@@ -31,17 +31,6 @@ impl DecodeError {
     fn whole(problem: impl Into<String>) -> Self {
         DecodeError { field: None, problem: problem.into() }
     }
-
-    /// A short, bounded label for metrics (never any input text).
-    pub fn reason_label(&self) -> &'static str {
-        if self.field.is_none() {
-            "malformed"
-        } else if self.problem.starts_with("missing") {
-            "missing_field"
-        } else {
-            "invalid_field"
-        }
-    }
 }
 
 /// Decodes one JSON message (event contract v1).

@@ -311,11 +311,6 @@ impl StudentState {
         Flag::ALL.iter().filter_map(|f| self.raised[f.index()].map(|r| (*f, r)))
     }
 
-    /// The student's current advocate, if any.
-    pub fn assignment(&self) -> Option<&AssignmentRecord> {
-        self.assignment.as_deref()
-    }
-
     /// The winning records, for comparing two states record by record.
     pub fn records(
         &self,

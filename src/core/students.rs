@@ -26,10 +26,6 @@ impl Students {
         state.apply(event, rules)
     }
 
-    pub fn get(&self, student_id: &str) -> Option<&StudentState> {
-        self.map.get(student_id)
-    }
-
     pub fn len(&self) -> usize {
         self.map.len()
     }

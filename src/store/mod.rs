@@ -163,11 +163,6 @@ impl Store {
         }
         Ok(self.tree.apply_batch(batch)?)
     }
-
-    /// Bytes the store takes on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
-    }
 }
 
 fn state_key(student_id: &str) -> Vec<u8> {

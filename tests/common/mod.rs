@@ -140,3 +140,28 @@ pub fn decided(flag: Flag, s: &StudentState, rules: &Rules) -> Option<bool> {
         }
     }
 }
+
+/// A flag event without `emitted_at`, the one field allowed to differ between runs.
+pub fn without_emitted_at(mut v: Value) -> Value {
+    v.as_object_mut().expect("a flag event is an object").remove("emitted_at");
+    v
+}
+
+/// What `ontrack replay` publishes for these JSON lines, in order, without `emitted_at`.
+pub fn replayed<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Value> {
+    let input: Vec<u8> = lines.into_iter().flat_map(|l| [l.as_bytes(), b"\n"].concat()).collect();
+    let mut out = Vec::new();
+    ontrack::replay::replay(
+        &input[..],
+        &mut out,
+        std::io::sink(),
+        &Rules::default(),
+        time::OffsetDateTime::now_utc,
+        |_, _| {},
+    )
+    .expect("replay into memory");
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| without_emitted_at(serde_json::from_slice(l).expect("flag events are JSON")))
+        .collect()
+}
