@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
+use crate::notify::NotifyConfig;
 use crate::pipeline::Topics;
 
 /// Everything `ontrack run` needs; defaults in one place ([`Default`] impls below).
@@ -21,6 +23,10 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub batch: BatchConfig,
+    pub notify: NotifyConfig,
+    /// For demos and tests: the service's clock starts at this RFC 3339 instant (and runs at
+    /// normal speed), which sets what "today" is for absence alerts. Empty: the system clock.
+    pub clock_start: String,
 }
 
 /// `[kafka]`.
@@ -63,6 +69,8 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             topics: Topics::default(),
             batch: BatchConfig::default(),
+            notify: NotifyConfig::default(),
+            clock_start: String::new(),
         }
     }
 }
@@ -121,8 +129,22 @@ impl Config {
         Ok(config)
     }
 
+    /// The service's clock (see `clock_start`).
+    pub fn clock(&self) -> Clock {
+        match self.clock_start.parse::<jiff::Timestamp>() {
+            Ok(start) if !self.clock_start.is_empty() => Clock::starting_at(start),
+            _ => Clock::system(),
+        }
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if !self.clock_start.is_empty() && self.clock_start.parse::<jiff::Timestamp>().is_err() {
+            return fail("clock_start", "must be an RFC 3339 instant, e.g. 2026-09-14T13:40:00Z");
+        }
+        if let Err((key, why)) = self.notify.check() {
+            return fail(&key, &why);
+        }
         if self.kafka.brokers.trim().is_empty() {
             return fail("kafka.brokers", "must name at least one broker, e.g. 127.0.0.1:9092");
         }

@@ -3,10 +3,12 @@
 //! [`core`] is the pure heart (decode → fold → rules); [`output`] renders flag events;
 //! [`replay`] runs the core over a JSON-Lines export.
 
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod demo;
 pub mod kafka;
+pub mod notify;
 pub mod output;
 pub mod pipeline;
 pub mod replay;

@@ -7,10 +7,12 @@
 //! without a broker.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::core::{Change, Event, EventKind, Flag, Outcome, Rules, StudentState, decode};
+use crate::notify::plan::{Pending, Planner};
 use crate::output::FlagEvent;
 use crate::store::{Commit, OutboxRecord, Store, StoreError};
 
@@ -69,6 +71,12 @@ pub struct BatchOutcome {
     pub rejected: u64,
     /// Every flag change, in emission order.
     pub flags: Vec<(Flag, Change)>,
+    /// Notifications queued for immediate delivery.
+    pub notifications: u64,
+    /// Alerts queued for a daily digest.
+    pub digest_items: u64,
+    /// Alerts that could not be addressed (kept as failed notifications).
+    pub unroutable: u64,
 }
 
 /// The core around the store.
@@ -77,18 +85,27 @@ pub struct Pipeline {
     store: Store,
     rules: Rules,
     topics: Topics,
+    /// `None`: notifications are off.
+    planner: Option<Arc<Planner>>,
 }
 
 impl Pipeline {
     pub fn new(store: Store, rules: Rules, topics: Topics) -> Pipeline {
-        Pipeline { store, rules, topics }
+        Pipeline { store, rules, topics, planner: None }
+    }
+
+    /// Plans advocate notifications for every batch.
+    pub fn with_notifications(mut self, planner: Arc<Planner>) -> Pipeline {
+        self.planner = Some(planner);
+        self
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Folds `batch` (in order) and commits its effects atomically; `now` stamps `emitted_at`.
+    /// Folds `batch` (in order) and commits its effects atomically; `now` stamps `emitted_at` and
+    /// decides what "today" is for absence alerts.
     /// On `Err` nothing of the batch was written: the caller must not commit its offsets.
     pub fn process(
         &self,
@@ -101,6 +118,9 @@ impl Pipeline {
         let mut states: HashMap<String, (i32, StudentState)> = HashMap::new();
         let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         let mut outbox = Vec::new();
+        let mut notify = Pending::default();
+        let timestamp = jiff::Timestamp::from_nanosecond(now.unix_timestamp_nanos())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         for m in batch {
             let next = offsets.entry((m.topic, m.partition)).or_insert(m.offset + 1);
             *next = (*next).max(m.offset + 1);
@@ -134,13 +154,28 @@ impl Pipeline {
                             headers: Vec::new(),
                         });
                     }
+                    if let Some(planner) = &self.planner {
+                        planner.on_event(
+                            &self.store,
+                            &mut notify,
+                            &event,
+                            state,
+                            &changes,
+                            timestamp,
+                        )?;
+                    }
                 }
             }
         }
+        let notify = notify.into_commit();
+        outcome.notifications = notify.notifications.len() as u64;
+        outcome.digest_items = notify.digest_items.len() as u64;
+        outcome.unroutable = notify.failed.len() as u64;
         let commit = Commit {
             states: states.iter().map(|(id, (p, s))| (*p, id.as_str(), s)).collect(),
             offsets: offsets.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
             outbox,
+            notify,
         };
         self.store.commit(commit)?;
         Ok(outcome)

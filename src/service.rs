@@ -9,18 +9,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
+use crate::config::{BatchConfig, Config};
+use crate::core::Rules;
+use crate::kafka::publisher::Publisher;
+use crate::notify::Notifications;
+use crate::notify::outbox::Signal;
+use crate::pipeline::{InputMessage, Pipeline};
+use crate::store::Store;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use time::OffsetDateTime;
-
-use crate::config::{BatchConfig, Config};
-use crate::core::Rules;
-use crate::kafka::publisher::Publisher;
-use crate::pipeline::{InputMessage, Pipeline};
-use crate::store::Store;
 
 /// How long the outbox publisher waits for acknowledgements after a batch.
 const ACK_WAIT: Duration = Duration::from_millis(500);
@@ -34,8 +35,20 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
         format!("data_dir {}: cannot open the store", config.data_dir.display())
     })?;
     let publisher = Publisher::new(&config.kafka).context("kafka: cannot create the producer")?;
+    let clock = config.clock();
+    let notifications =
+        Notifications::start(&config.notify, store.clone(), clock).map_err(anyhow::Error::msg)?;
+    let mut pipeline = Pipeline::new(store, rules, config.topics.clone());
+    match &notifications {
+        Some(n) => pipeline = pipeline.with_notifications(n.planner.clone()),
+        None => tracing::info!(
+            "notifications off: no channel configured (notify.webhook.secret or notify.email.smtp_host)"
+        ),
+    }
     let worker = Worker {
-        pipeline: Pipeline::new(store, rules, config.topics.clone()),
+        pipeline,
+        clock,
+        wake: notifications.as_ref().map(|n| n.signal.clone()),
         publisher,
         batch: config.batch.clone(),
         inflight: Mutex::new(Inflight::default()),
@@ -84,6 +97,9 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
             "some outbox records are not acknowledged yet; they go out on the next start"
         );
     }
+    if let Some(n) = notifications {
+        n.stop().context("notification delivery")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -115,6 +131,9 @@ struct Inflight {
 /// callbacks run inside `poll`, on the same thread as the loop.
 struct Worker {
     pipeline: Pipeline,
+    clock: Clock,
+    /// Wakes the notification delivery task after a batch queued notifications.
+    wake: Option<std::sync::Arc<Signal>>,
     publisher: Publisher,
     batch: BatchConfig,
     inflight: Mutex<Inflight>,
@@ -169,12 +188,18 @@ impl Worker {
                 payload: m.payload(),
             })
             .collect();
-        let outcome = self.pipeline.process(&inputs, OffsetDateTime::now_utc())?;
+        let outcome = self.pipeline.process(&inputs, self.clock.now_utc())?;
+        if outcome.notifications > 0
+            && let Some(wake) = &self.wake
+        {
+            wake.wake();
+        }
         tracing::debug!(
             messages = inputs.len(),
             events = outcome.events,
             rejected = outcome.rejected,
             flags = outcome.flags.len(),
+            notifications = outcome.notifications,
             "batch committed"
         );
         self.publisher.publish(self.pipeline.store(), ACK_WAIT)?;

@@ -55,8 +55,8 @@ pub mod state;
 pub mod students;
 
 pub use decode::{DecodeError, decode};
-pub use event::{Event, EventBody, EventKind};
+pub use event::{AdvocateContact, AttendanceStatus, Event, EventBody, EventKind};
 pub use flag::{Change, Evidence, Flag, FlagChange};
 pub use rules::{Rules, RulesError, SchoolYear};
-pub use state::{Figures, Outcome, StudentState};
+pub use state::{AssignmentRecord, Figures, Outcome, StudentState, Version};
 pub use students::Students;

@@ -27,7 +27,7 @@ pub struct Version {
 }
 
 impl Version {
-    fn of(e: &Event) -> Version {
+    pub fn of(e: &Event) -> Version {
         Version { recorded_at: e.recorded_at, event_id: CompactString::from(&*e.event_id) }
     }
 }
@@ -316,6 +316,17 @@ impl StudentState {
         &self,
     ) -> (&[AttendanceRecord], &[ReferralRecord], &[GradeRecord], Option<&AssignmentRecord>) {
         (&self.attendance, &self.referrals, &self.grades, self.assignment.as_deref())
+    }
+
+    /// The student's winning assignment record, if any.
+    pub fn assignment(&self) -> Option<&AssignmentRecord> {
+        self.assignment.as_deref()
+    }
+
+    /// The winning attendance status of `date`, if any record for it.
+    pub fn attendance_on(&self, date: Date) -> Option<AttendanceStatus> {
+        let a = &self.attendance;
+        a.binary_search_by(|r| r.date.cmp(&date)).ok().map(|i| a[i].status)
     }
 
     /// How many distinct events were applied.

@@ -17,12 +17,19 @@
 //!   together.
 //! - `o` + topic length (u8) + topic + partition (i32, BE) → the next offset to read (i64, BE).
 //! - `x` + sequence (u64, BE) → an [`OutboxRecord`] waiting to be published, in commit order.
+//! - `a` + advocate_id → [`AdvocateRecord`]: the advocate's latest contact details.
+//! - `d` + student_id → the date of the student's last same-day absence alert.
+//! - `n` + sequence → a [`Notification`] waiting for delivery (with its attempts so far).
+//! - `g` + due (unix ms, u64 BE) + sequence → a [`DigestItem`] waiting for its digest.
+//! - `f` + sequence → a [`FailedNotification`], kept.
+//! - `w` + URL → why a webhook endpoint was disabled (it answered 410 Gone).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::StudentState;
+use crate::notify::{AdvocateRecord, DigestItem, FailedNotification, Notification};
 
 /// Version of the encoding of stored values; a store written by a newer format is refused.
 const FORMAT: u8 = 1;
@@ -58,6 +65,24 @@ pub struct Commit<'a> {
     pub offsets: Vec<(&'a str, i32, i64)>,
     /// Messages to publish, in order.
     pub outbox: Vec<OutboxRecord>,
+    /// What the batch's events queued for advocates.
+    pub notify: NotifyCommit,
+}
+
+/// The notification side of a commit: written in the same atomic batch as the states that
+/// caused it.
+#[derive(Debug, Default)]
+pub struct NotifyCommit {
+    /// Advocates whose contact details changed.
+    pub advocates: Vec<(String, AdvocateRecord)>,
+    /// `(student_id, date)`: a same-day absence alert was queued for this student and date.
+    pub absence_alerted: Vec<(String, time::Date)>,
+    pub notifications: Vec<Notification>,
+    /// `(due, item)`: alerts waiting for a digest due at unix milliseconds `due`.
+    pub digest_items: Vec<(i64, DigestItem)>,
+    pub failed: Vec<FailedNotification>,
+    /// Webhook URLs given again by an advocate's newer record: no longer disabled.
+    pub enabled_endpoints: Vec<String>,
 }
 
 /// The store; cheap to clone (sled handles are shared).
@@ -140,6 +165,25 @@ impl Store {
         for record in &commit.outbox {
             batch.insert(&outbox_key(self.db.generate_id()?), encode(record));
         }
+        let n = commit.notify;
+        for (id, record) in &n.advocates {
+            batch.insert(prefixed(b'a', id.as_bytes()), encode(record));
+        }
+        for (id, date) in &n.absence_alerted {
+            batch.insert(prefixed(b'd', id.as_bytes()), encode(date));
+        }
+        for record in &n.notifications {
+            batch.insert(&seq_key(b'n', self.db.generate_id()?), encode(record));
+        }
+        for (due, item) in &n.digest_items {
+            batch.insert(&self.digest_key(*due)?, encode(item));
+        }
+        for record in &n.failed {
+            batch.insert(&seq_key(b'f', self.db.generate_id()?), encode(record));
+        }
+        for url in &n.enabled_endpoints {
+            batch.remove(prefixed(b'w', url.as_bytes()));
+        }
         self.tree.apply_batch(batch)?;
         self.tree.flush()?;
         Ok(())
@@ -147,11 +191,7 @@ impl Store {
 
     /// The outbox, oldest first, with each record's sequence number.
     pub fn pending(&self) -> impl Iterator<Item = Result<(u64, OutboxRecord), StoreError>> + '_ {
-        self.tree.scan_prefix([b'x']).map(|item| {
-            let (key, value) = item?;
-            let seq: [u8; 8] = key[1..].try_into().map_err(|_| corrupt(&key, "bad outbox key"))?;
-            Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
-        })
+        self.scan_seq(b'x')
     }
 
     /// Removes published records from the outbox (not flushed: a record lost from this removal
@@ -165,11 +205,146 @@ impl Store {
     }
 }
 
-fn state_key(student_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + student_id.len());
-    key.push(b's');
-    key.extend_from_slice(student_id.as_bytes());
+// Notifications: the pipeline reads advocates and alert marks; the delivery task works the rest.
+impl Store {
+    /// An advocate's latest contact details, if any were streamed.
+    pub fn advocate(&self, advocate_id: &str) -> Result<Option<AdvocateRecord>, StoreError> {
+        let key = prefixed(b'a', advocate_id.as_bytes());
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// The date of the student's last same-day absence alert.
+    pub fn absence_alerted(&self, student_id: &str) -> Result<Option<time::Date>, StoreError> {
+        let key = prefixed(b'd', student_id.as_bytes());
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Notifications waiting for delivery, oldest first, with their sequence numbers.
+    pub fn notifications(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, Notification), StoreError>> + '_ {
+        self.scan_seq(b'n')
+    }
+
+    /// Kept failed notifications, oldest first.
+    pub fn failed_notifications(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, FailedNotification), StoreError>> + '_ {
+        self.scan_seq(b'f')
+    }
+
+    /// Records the outcome of an attempt: `Ok(None)` delivered (removed), `Ok(Some(n))` to be
+    /// retried as `n`, `Err(failed)` moved to the failed records. Not flushed: a crash before the
+    /// next flush repeats the attempt, which the receiver sees as a repeat of the same id.
+    pub fn attempted(
+        &self,
+        seq: u64,
+        outcome: Result<Option<&Notification>, &FailedNotification>,
+    ) -> Result<(), StoreError> {
+        let key = seq_key(b'n', seq);
+        match outcome {
+            Ok(None) => {
+                self.tree.remove(key)?;
+            }
+            Ok(Some(retry)) => {
+                self.tree.insert(key, encode(retry))?;
+            }
+            Err(failed) => {
+                let mut batch = sled::Batch::default();
+                batch.remove(&key);
+                batch.insert(&seq_key(b'f', self.db.generate_id()?), encode(failed));
+                self.tree.apply_batch(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Digest items due at or before `now_ms`, with their keys, in due order.
+    pub fn due_digest_items(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<(sled::IVec, DigestItem)>, StoreError> {
+        let mut due = Vec::new();
+        for item in self.tree.scan_prefix([b'g']) {
+            let (key, value) = item?;
+            let at: [u8; 8] = key[1..9].try_into().map_err(|_| corrupt(&key, "bad digest key"))?;
+            if u64::from_be_bytes(at) > now_ms.max(0) as u64 {
+                break;
+            }
+            let item = decode(&key, &value)?;
+            due.push((key, item));
+        }
+        Ok(due)
+    }
+
+    /// Replaces digest items by the notifications (or failures) grouping them, atomically.
+    pub fn digested(
+        &self,
+        items: &[sled::IVec],
+        notifications: &[Notification],
+        failed: &[FailedNotification],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for key in items {
+            batch.remove(key.clone());
+        }
+        for n in notifications {
+            batch.insert(&seq_key(b'n', self.db.generate_id()?), encode(n));
+        }
+        for f in failed {
+            batch.insert(&seq_key(b'f', self.db.generate_id()?), encode(f));
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(self.tree.flush().map(drop)?)
+    }
+
+    /// Why a webhook endpoint is disabled, if it is.
+    pub fn endpoint_disabled(&self, url: &str) -> Result<Option<String>, StoreError> {
+        let key = prefixed(b'w', url.as_bytes());
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Disables a webhook endpoint until an advocate's newer record names it again.
+    pub fn disable_endpoint(&self, url: &str, why: &str) -> Result<(), StoreError> {
+        self.tree.insert(prefixed(b'w', url.as_bytes()), encode(&why))?;
+        Ok(())
+    }
+
+    fn digest_key(&self, due_ms: i64) -> Result<[u8; 17], StoreError> {
+        let mut key = [b'g'; 17];
+        key[1..9].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+        key[9..].copy_from_slice(&self.db.generate_id()?.to_be_bytes());
+        Ok(key)
+    }
+
+    fn scan_seq<T: for<'de> Deserialize<'de>>(
+        &self,
+        prefix: u8,
+    ) -> impl Iterator<Item = Result<(u64, T), StoreError>> + '_ {
+        self.tree.scan_prefix([prefix]).map(|item| {
+            let (key, value) = item?;
+            let seq: [u8; 8] =
+                key[1..].try_into().map_err(|_| corrupt(&key, "bad sequence key"))?;
+            Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
+        })
+    }
+}
+
+fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + rest.len());
+    key.push(prefix);
+    key.extend_from_slice(rest);
     key
+}
+
+fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
+    let mut key = [prefix; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn state_key(student_id: &str) -> Vec<u8> {
+    prefixed(b's', student_id.as_bytes())
 }
 
 fn partition_key(partition: i32, student_id: &str) -> Vec<u8> {
@@ -191,9 +366,7 @@ fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
 }
 
 fn outbox_key(seq: u64) -> [u8; 9] {
-    let mut key = [b'x'; 9];
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
+    seq_key(b'x', seq)
 }
 
 /// Format byte + postcard.
@@ -270,7 +443,7 @@ mod tests {
             let outbox = (0..3).map(|i| record("ontrack.flags", &format!("k{i}"))).collect();
             let offsets =
                 vec![("sis.attendance", 0, 120), ("sis.attendance", 1, 7), ("sis.grades", 0, 3)];
-            store.commit(Commit { states, offsets, outbox }).unwrap();
+            store.commit(Commit { states, offsets, outbox, ..Commit::default() }).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         for (id, state) in students.iter() {

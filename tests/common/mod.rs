@@ -2,6 +2,8 @@
 //! through the decoder.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use ontrack::core::{Event, Flag, FlagChange, Outcome, Rules, StudentState, decode};
 use serde_json::{Value, json};
 
