@@ -661,3 +661,179 @@ fn a_second_instance_takes_over_partitions_and_the_flags_stay_the_same() {
         assert!(students > 0, "an instance got no partition");
     }
 }
+
+// ---- Advocate notifications on the real broker ----
+
+/// `ontrack run` with both notification channels: webhooks signed with the test secret, email
+/// through a local SMTP server without TLS.
+fn notifying_run(brokers: &str, names: &Names, data: &Path, smtp_port: u16) -> Command {
+    let mut command = run_command(brokers, names, data, 2);
+    command
+        .env("ONTRACK__NOTIFY__WEBHOOK__SECRET", common::servers::SECRET)
+        .env("ONTRACK__NOTIFY__EMAIL__SMTP_HOST", "127.0.0.1")
+        .env("ONTRACK__NOTIFY__EMAIL__SMTP_PORT", smtp_port.to_string())
+        .env("ONTRACK__NOTIFY__EMAIL__SECURITY", "plain")
+        .env("ONTRACK__NOTIFY__EMAIL__FROM", "ontrack <ontrack@district.example>")
+        .env("ONTRACK__NOTIFY__RETRY__INITIAL_DELAY_MS", "200")
+        .env("ONTRACK__NOTIFY__RETRY__MAX_DELAY_MS", "1000");
+    command
+}
+
+fn assignment_json(id: &str, student: &str, advocate: &str, contact: Value) -> String {
+    serde_json::json!({"type": "assignment", "event_id": id, "student_id": student,
+        "school_id": "sch-1", "date": "2026-08-20", "recorded_at": "2026-08-20T12:00:00Z",
+        "advocate_id": advocate, "advocate": contact})
+    .to_string()
+}
+
+/// Waits until the service's consumer group has committed every message of `topic`: events on
+/// different topics are consumed in no particular order, so an assignment must be in before the
+/// absence that should alert its advocate.
+fn wait_consumed(brokers: &str, names: &Names, topic: &str) {
+    use rdkafka::TopicPartitionList;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", names.topic("group"))
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let meta = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let partitions = meta.topics()[0].partitions().len() as i32;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+        let done = (0..partitions).all(|p| {
+            let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+            let at = committed.find_partition(topic, p).and_then(|e| e.offset().to_raw());
+            high == 0 || at == Some(high)
+        });
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the service did not consume {topic}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Today and the two days before, in UTC (the advocates' timezone here).
+fn last_three_days() -> [String; 3] {
+    let today = time::OffsetDateTime::now_utc().date();
+    [today - time::Duration::days(2), today - time::Duration::days(1), today].map(|d| d.to_string())
+}
+
+#[test]
+fn an_absence_produced_today_reaches_its_advocate_within_seconds() {
+    use common::servers::{Server, free_port};
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("alerts");
+    let receiver = Server::webhook_receiver(free_port());
+    let smtp = Server::smtp(free_port());
+    let data = tempfile::tempdir().unwrap();
+    let run = notifying_run(&brokers, &names, data.path(), smtp.port).spawn().unwrap();
+    let p = producer(&brokers);
+    let hook = serde_json::json!({"name": "Advocate Synthetic", "timezone": "UTC",
+        "webhook_url": receiver.url("/hooks/adv-1")});
+    let mail = serde_json::json!({"timezone": "UTC", "email": "adv-2@example.org"});
+    let assignments = names.input(ontrack::core::EventKind::Assignment);
+    send(&p, &assignments, "stu-1", assignment_json("as-1", "stu-1", "adv-1", hook).as_bytes());
+    send(&p, &assignments, "stu-2", assignment_json("as-2", "stu-2", "adv-2", mail).as_bytes());
+    send(
+        &p,
+        &assignments,
+        "stu-3",
+        assignment_json("as-3", "stu-3", "adv-1", Value::Null).as_bytes(),
+    );
+    wait_consumed(&brokers, &names, &assignments);
+    let attendance = names.input(ontrack::core::EventKind::Attendance);
+    let [d2, d1, today] = last_three_days();
+    // The service is live once stu-3's absence (adv-1, contact from stu-1's record) arrives.
+    send(&p, &attendance, "stu-3", absence("w-today", "stu-3", &today).as_bytes());
+    receiver.wait_for(Duration::from_secs(60), |r| !r.is_empty());
+    // stu-1: three absences in a row (the last today) → an absence alert and a flag alert.
+    for (i, day) in [&d2, &d1].iter().enumerate() {
+        send(&p, &attendance, "stu-1", absence(&format!("a-{i}"), "stu-1", day).as_bytes());
+    }
+    let produced = Instant::now();
+    send(&p, &attendance, "stu-1", absence("a-today", "stu-1", &today).as_bytes());
+    send(&p, &attendance, "stu-2", absence("b-today", "stu-2", &today).as_bytes());
+    send(&p, &attendance, "stu-4", absence("c-today", "stu-4", &today).as_bytes()); // no advocate
+    receiver.wait_for(Duration::from_secs(30), |r| r.len() >= 3);
+    let webhook_latency = produced.elapsed();
+    let mails = smtp.wait_for(Duration::from_secs(30), |r| !r.is_empty());
+    eprintln!("produced → webhook received: {webhook_latency:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    stop(run);
+
+    let got = receiver.received();
+    assert!(got.iter().all(|r| r["signature_ok"] == true && r["status"] == 200), "{got:#?}");
+    let mut kinds: Vec<String> = got
+        .iter()
+        .map(|r| {
+            let a = &r["body"]["data"]["alerts"][0];
+            format!("{} {} {}", a["kind"], a["student_id"], a["date"]).replace('"', "")
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            format!("absence stu-1 {today}"),
+            format!("absence stu-3 {today}"),
+            format!("flag.raised stu-1 {today}")
+        ],
+        "only adv-1's students, once each"
+    );
+    assert_eq!(smtp.received().len(), 1);
+    assert_eq!(mails[0]["rcpt_tos"], serde_json::json!(["adv-2@example.org"]));
+    assert!(mails[0]["text"].as_str().unwrap().contains("stu-2"));
+}
+
+#[test]
+fn pending_notifications_survive_kill_9_and_are_delivered_after_restart() {
+    use common::servers::{Server, free_port};
+    use std::io::{BufRead, BufReader};
+    let Some(brokers) = brokers() else { return };
+    let names = Names::new("notify-crash");
+    let port = free_port(); // nothing listens yet: every attempt fails and is retried
+    let data = tempfile::tempdir().unwrap();
+    let mut run = notifying_run(&brokers, &names, data.path(), free_port())
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let p = producer(&brokers);
+    let hook = serde_json::json!({"timezone": "UTC",
+        "webhook_url": format!("http://127.0.0.1:{port}/hooks/adv-1")});
+    let assignments = names.input(ontrack::core::EventKind::Assignment);
+    send(&p, &assignments, "stu-1", assignment_json("as-1", "stu-1", "adv-1", hook).as_bytes());
+    wait_consumed(&brokers, &names, &assignments);
+    let [_, _, today] = last_three_days();
+    let attendance = names.input(ontrack::core::EventKind::Attendance);
+    send(&p, &attendance, "stu-1", absence("a-today", "stu-1", &today).as_bytes());
+
+    // The service says it will retry: the notification is in the store.
+    let stderr = BufReader::new(run.stderr.take().unwrap());
+    let mut id = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("will retry") {
+            let at = line.find("msg_").expect("the log line names the notification id");
+            id = Some(line[at..at + 36].to_owned());
+            break;
+        }
+    }
+    let id = id.expect("the service logged the failed attempt with the notification id");
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+
+    let receiver = Server::webhook_receiver(port);
+    let run = notifying_run(&brokers, &names, data.path(), free_port()).spawn().unwrap();
+    let got = receiver.wait_for(Duration::from_secs(60), |r| !r.is_empty());
+    stop(run);
+    assert_eq!(got[0]["id"], id.as_str(), "the same id before and after the crash");
+    assert_eq!(got[0]["signature_ok"], true);
+    assert_eq!(got[0]["body"]["data"]["alerts"][0]["student_id"], "stu-1");
+}
