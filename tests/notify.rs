@@ -284,7 +284,7 @@ fn a_410_disables_the_endpoint_until_the_advocate_names_it_again() {
     service.feed(&[absence("a-2", "stu-2", TODAY), {
         assignment("as-2", "stu-2", Some("adv-1"), Value::Null, "2026-08-20T12:00:00Z")
     }]);
-    // stu-2's assignment came after its absence in the batch: no alert. Now one that alerts:
+    // stu-2's absence came before its assignment: the assignment alerts (once).
     service.feed(&[absence("a-3", "stu-2", TODAY)]);
     service.wait_idle();
     assert_eq!(receiver.received().len(), 1, "a disabled endpoint gets nothing");
@@ -392,6 +392,25 @@ fn each_advocate_hears_only_about_their_own_students_and_reassignment_moves_aler
         ["absence stu-2 2026-09-14", "absence stu-2 2026-09-15", "absence stu-3 2026-09-15"]
     );
     assert_eq!(receiver.received().len(), 5, "stu-1 has no advocate any more");
+}
+
+#[test]
+fn an_absence_folded_before_the_assignment_alerts_when_the_assignment_arrives() {
+    let receiver = Server::webhook_receiver(free_port());
+    let mut service = Service::start(config(), NOW);
+    let url = receiver.url("/hooks/adv-1");
+    service.feed(&[absence("a-1", "stu-1", TODAY), absence("a-0", "stu-1", "2026-09-11")]);
+    assert!(service.store().notifications().next().is_none(), "no advocate yet");
+    service.feed(&[assignment(
+        "as-1",
+        "stu-1",
+        Some("adv-1"),
+        webhook_contact(&url),
+        "2026-09-14T14:00:00Z",
+    )]);
+    let got = receiver.wait_for(WAIT, |r| !r.is_empty());
+    service.wait_idle();
+    assert_eq!(alerts(&got), [absent("stu-1")], "today's absence only");
 }
 
 #[test]

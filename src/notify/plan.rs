@@ -76,7 +76,11 @@ impl Planner {
             None => self.file.advocate_of.get(&*event.student_id).map(String::as_str),
         };
         let Some(advocate_id) = advocate_id else { return Ok(()) };
-        if changes.is_empty() && !matches!(event.body, EventBody::AttendanceRecorded { .. }) {
+        let may_alert = matches!(
+            event.body,
+            EventBody::AttendanceRecorded { .. } | EventBody::AdvocateAssigned { .. }
+        );
+        if changes.is_empty() && !may_alert {
             return Ok(());
         }
         let contact = self.contact(store, pending, advocate_id)?;
@@ -89,10 +93,14 @@ impl Planner {
 
         let mut alerts = Vec::new();
         let student = &*event.student_id;
-        if event.date == today
-            && let EventBody::AttendanceRecorded { .. } = event.body
-            && state.attendance_on(today).is_some_and(|s| s.is_absence())
-        {
+        // Today's absence alerts when its record is folded, or when the assignment that puts the
+        // student on a caseload is (the two topics are consumed in no particular order).
+        let about_today = match event.body {
+            EventBody::AttendanceRecorded { .. } => event.date == today,
+            EventBody::AdvocateAssigned { .. } => true,
+            _ => false,
+        };
+        if about_today && state.attendance_on(today).is_some_and(|s| s.is_absence()) {
             let alerted = match pending.absence_alerted.get(student) {
                 Some(d) => Some(*d),
                 None => store.absence_alerted(student)?,
