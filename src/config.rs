@@ -276,4 +276,45 @@ mod tests {
         let err = Config::load(None, env(&[("ONTRACK__KAFKA__PARTITIONS", "many")])).unwrap_err();
         assert!(err.0.contains("partitions"), "{err}");
     }
+
+    #[test]
+    fn notification_settings_are_checked_at_start_up() {
+        let cases = [
+            (
+                "ONTRACK__NOTIFY__WEBHOOK__SECRET",
+                "hunter2",
+                "notify.webhook.secret: must be whsec_",
+            ),
+            ("ONTRACK__NOTIFY__DEFAULT_TIMEZONE", "Mars/Olympus", "notify.default_timezone"),
+            ("ONTRACK__NOTIFY__DIGEST_AT", "4pm", "notify.digest_at: must be a local time HH:MM"),
+            ("ONTRACK__NOTIFY__LINK_TEMPLATE", "https://x/{name}", "{name} is unknown"),
+            ("ONTRACK__NOTIFY__DELIVERY", "hourly", "daily_digest"),
+            ("ONTRACK__NOTIFY__EMAIL__SECURITY", "none", "starttls"),
+            ("ONTRACK__CLOCK_START", "yesterday", "clock_start: must be an RFC 3339 instant"),
+        ];
+        for (var, value, expected) in cases {
+            let err = Config::load(None, env(&[(var, value)])).unwrap_err();
+            assert!(err.0.contains(expected), "{var}={value}: {err}");
+        }
+        let err = Config::load(
+            None,
+            env(&[
+                ("ONTRACK__NOTIFY__EMAIL__SMTP_HOST", "smtp.example"),
+                ("ONTRACK__NOTIFY__EMAIL__FROM", ""),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.0.starts_with("notify.email.from"), "{err}");
+        let ok = Config::load(
+            None,
+            env(&[
+                ("ONTRACK__NOTIFY__WEBHOOK__SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                ("ONTRACK__NOTIFY__DELIVERY", "daily_digest"),
+                ("ONTRACK__CLOCK_START", "2026-09-14T13:40:00Z"),
+            ]),
+        )
+        .unwrap();
+        assert!(ok.notify.active());
+        assert!(!Config::default().notify.active(), "no channel configured: notifications off");
+    }
 }

@@ -152,15 +152,22 @@ fn absent(student: &str) -> (String, String, String) {
     ("absence".into(), student.into(), TODAY.into())
 }
 
-#[test]
-fn an_absence_today_reaches_the_advocates_webhook_signed_and_minimal() {
+/// A receiver, a service at [`NOW`], and stu-1 on adv-1's caseload (webhook at
+/// `/hooks/adv-1{query}`) recorded absent today: one absence alert on its way.
+fn stu_1_absent_today(query: &str) -> (Server, Service, String) {
     let receiver = Server::webhook_receiver(free_port());
     let mut service = Service::start(config(), NOW);
-    let url = receiver.url("/hooks/adv-1");
+    let url = receiver.url(&format!("/hooks/adv-1{query}"));
     service.feed(&[
         assignment("as-1", "stu-1", Some("adv-1"), webhook_contact(&url), "2026-08-20T12:00:00Z"),
         absence("a-1", "stu-1", TODAY),
     ]);
+    (receiver, service, url)
+}
+
+#[test]
+fn an_absence_today_reaches_the_advocates_webhook_signed_and_minimal() {
+    let (receiver, service, _url) = stu_1_absent_today("");
     let got = receiver.wait_for(WAIT, |r| !r.is_empty());
     assert_eq!(got.len(), 1, "{got:#?}");
     let r = &got[0];
@@ -218,13 +225,7 @@ fn an_absence_reaches_the_advocate_by_email_with_no_student_in_the_subject() {
 
 #[test]
 fn a_500_is_retried_until_delivered_under_the_same_id() {
-    let receiver = Server::webhook_receiver(free_port());
-    let mut service = Service::start(config(), NOW);
-    let url = receiver.url("/hooks/adv-1?status=500&times=2");
-    service.feed(&[
-        assignment("as-1", "stu-1", Some("adv-1"), webhook_contact(&url), "2026-08-20T12:00:00Z"),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    let (receiver, service, _url) = stu_1_absent_today("?status=500&times=2");
     let got = receiver.wait_for(WAIT, |r| r.iter().any(|r| r["status"] == 200));
     let statuses: Vec<&Value> = got.iter().map(|r| &r["status"]).collect();
     assert_eq!(statuses, [500, 500, 200]);
@@ -237,13 +238,7 @@ fn a_500_is_retried_until_delivered_under_the_same_id() {
 
 #[test]
 fn a_429_is_retried_no_sooner_than_its_retry_after() {
-    let receiver = Server::webhook_receiver(free_port());
-    let mut service = Service::start(config(), NOW);
-    let url = receiver.url("/hooks/adv-1?status=429&times=1&retry_after=2");
-    service.feed(&[
-        assignment("as-1", "stu-1", Some("adv-1"), webhook_contact(&url), "2026-08-20T12:00:00Z"),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    let (receiver, _service, _url) = stu_1_absent_today("?status=429&times=1&retry_after=2");
     let got = receiver.wait_for(WAIT, |r| r.iter().any(|r| r["status"] == 200));
     assert_eq!(got.len(), 2);
     let gap = got[1]["received_at"].as_f64().unwrap() - got[0]["received_at"].as_f64().unwrap();
@@ -253,13 +248,7 @@ fn a_429_is_retried_no_sooner_than_its_retry_after() {
 
 #[test]
 fn a_400_fails_at_once_and_is_kept_as_a_failed_notification() {
-    let receiver = Server::webhook_receiver(free_port());
-    let mut service = Service::start(config(), NOW);
-    let url = receiver.url("/hooks/adv-1?status=400");
-    service.feed(&[
-        assignment("as-1", "stu-1", Some("adv-1"), webhook_contact(&url), "2026-08-20T12:00:00Z"),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    let (receiver, service, _url) = stu_1_absent_today("?status=400");
     receiver.wait_for(WAIT, |r| !r.is_empty());
     service.wait_idle();
     let failed = service.failed();
@@ -272,13 +261,7 @@ fn a_400_fails_at_once_and_is_kept_as_a_failed_notification() {
 
 #[test]
 fn a_410_disables_the_endpoint_until_the_advocate_names_it_again() {
-    let receiver = Server::webhook_receiver(free_port());
-    let mut service = Service::start(config(), NOW);
-    let url = receiver.url("/hooks/adv-1?status=410&times=1");
-    service.feed(&[
-        assignment("as-1", "stu-1", Some("adv-1"), webhook_contact(&url), "2026-08-20T12:00:00Z"),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    let (receiver, mut service, url) = stu_1_absent_today("?status=410&times=1");
     receiver.wait_for(WAIT, |r| !r.is_empty());
     service.wait_idle();
     service.feed(&[absence("a-2", "stu-2", TODAY), {
@@ -415,13 +398,7 @@ fn an_absence_folded_before_the_assignment_alerts_when_the_assignment_arrives() 
 
 #[test]
 fn a_correction_or_a_resend_does_not_alert_twice_the_same_day() {
-    let receiver = Server::webhook_receiver(free_port());
-    let mut service = Service::start(config(), NOW);
-    let url = receiver.url("/hooks/adv-1");
-    service.feed(&[
-        assignment("as-1", "stu-1", Some("adv-1"), webhook_contact(&url), "2026-08-20T12:00:00Z"),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    let (receiver, mut service, _url) = stu_1_absent_today("");
     receiver.wait_for(WAIT, |r| !r.is_empty());
     let mut excused: Value = serde_json::from_str(&absence("a-2", "stu-1", TODAY)).unwrap();
     excused["status"] = "absent_excused".into();
