@@ -24,6 +24,7 @@ pub struct Config {
     pub topics: Topics,
     pub batch: BatchConfig,
     pub notify: NotifyConfig,
+    pub admin: AdminConfig,
     /// For demos and tests: the service's clock starts at this RFC 3339 instant (and runs at
     /// normal speed), which sets what "today" is for absence alerts. Empty: the system clock.
     pub clock_start: String,
@@ -51,6 +52,22 @@ pub struct KafkaConfig {
     pub librdkafka: BTreeMap<String, String>,
 }
 
+/// `[admin]`: the admin HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where `/metrics`, `/healthz` and `/readyz` listen (`--admin-addr`). Empty: no server.
+    pub addr: String,
+    /// `/readyz` answers 503 while the consumer lag summed over the assigned partitions is above this.
+    pub ready_max_lag: i64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { addr: "127.0.0.1:9898".into(), ready_max_lag: 10_000 }
+    }
+}
+
 /// `[batch]`: one sled flush and one Kafka commit per batch, not per event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,6 +87,7 @@ impl Default for Config {
             topics: Topics::default(),
             batch: BatchConfig::default(),
             notify: NotifyConfig::default(),
+            admin: AdminConfig::default(),
             clock_start: String::new(),
         }
     }

@@ -31,6 +31,8 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
     config.kafka.group_id = "ontrack-demo".into();
     config.data_dir = data.clone();
     config.batch.max_wait_ms = 20;
+    // Any free port: the demo must not collide with a running service.
+    config.admin.addr = "127.0.0.1:0".into();
     let t = config.topics.clone();
     for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments, &t.flags, &t.dead_letter]
     {

@@ -40,6 +40,12 @@ enum Command {
         /// Where the state store lives (data_dir) [default: ./data].
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Address of /metrics, /healthz and /readyz (admin.addr) [default: 127.0.0.1:9898].
+        #[arg(long, value_name = "HOST:PORT")]
+        admin_addr: Option<String>,
+        /// Log lines as JSON objects (for log shippers) or human-readable text.
+        #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+        log_format: LogFormat,
     },
     /// The embedded default: an in-process Kafka, a synthetic district streamed in school day by
     /// school day through the service, flag changes printed as they happen. Needs nothing but
@@ -119,8 +125,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo { district } => ontrack::demo::run(district.spec(), &mut io::stdout().lock()),
-        Command::Run { config, brokers, data_dir } => {
-            init_logs();
+        Command::Run { config, brokers, data_dir, admin_addr, log_format } => {
+            init_logs(log_format);
             // Precedence: flags, then environment, then the file, then defaults.
             let mut env: Vec<(String, String)> = std::env::vars().collect();
             if let Some(b) = brokers {
@@ -128,6 +134,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(d) = data_dir {
                 env.push(("ONTRACK__DATA_DIR".into(), d.display().to_string()));
+            }
+            if let Some(a) = admin_addr {
+                env.push(("ONTRACK__ADMIN__ADDR".into(), a));
             }
             let config = ontrack::config::Config::load(config.as_deref(), env)?;
             let rules = load_rules(config.rules_file.as_ref())?;
@@ -196,11 +205,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
-fn init_logs() {
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    match format {
+        // One object per line, with the current span (a batch's partitions and offsets).
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Pretty => logs.with_ansi(io::IsTerminal::is_terminal(&io::stderr())).init(),
+    }
 }
 
 fn open_out(path: &PathBuf, flag: &str) -> anyhow::Result<Box<dyn Write>> {

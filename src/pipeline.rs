@@ -15,6 +15,11 @@ use crate::core::{Change, Event, EventKind, Flag, Outcome, Rules, StudentState, 
 use crate::notify::plan::{Pending, Planner};
 use crate::output::FlagEvent;
 use crate::store::{Commit, OutboxRecord, Store, StoreError};
+use crate::telemetry::{Consumed, NotificationOutcome, Telemetry};
+
+/// Kafka header on flag events: unix milliseconds of the causing event (its Kafka timestamp, else
+/// its `recorded_at`), from which the publisher measures event-to-flag latency.
+pub const SOURCE_TIME_HEADER: &str = "ontrack.source.timestamp_ms";
 
 /// `[topics]`: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,6 +66,8 @@ pub struct InputMessage<'a> {
     pub offset: i64,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
+    /// The message's Kafka timestamp (unix milliseconds), if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// What a batch did, for metrics and logs (no student data).
@@ -87,11 +94,22 @@ pub struct Pipeline {
     topics: Topics,
     /// `None`: notifications are off.
     planner: Option<Arc<Planner>>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Pipeline {
     pub fn new(store: Store, rules: Rules, topics: Topics) -> Pipeline {
-        Pipeline { store, rules, topics, planner: None }
+        Pipeline { store, rules, topics, planner: None, telemetry: Arc::default() }
+    }
+
+    /// Counts into `telemetry` (a pipeline of its own counts into a private one).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Pipeline {
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Plans advocate notifications for every batch.
@@ -112,6 +130,7 @@ impl Pipeline {
         batch: &[InputMessage<'_>],
         now: OffsetDateTime,
     ) -> Result<BatchOutcome, StoreError> {
+        let started = std::time::Instant::now();
         let mut outcome = BatchOutcome::default();
         // A sled batch cannot read its own writes: states touched in this batch live here, with
         // the partition their events came through.
@@ -119,6 +138,8 @@ impl Pipeline {
         let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         let mut outbox = Vec::new();
         let mut notify = Pending::default();
+        // Flags raised now, by (flag, school): the batch's changes.
+        let mut raised_delta: BTreeMap<(Flag, String), i64> = BTreeMap::new();
         let timestamp = jiff::Timestamp::from_nanosecond(now.unix_timestamp_nanos())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         for m in batch {
@@ -126,8 +147,10 @@ impl Pipeline {
             *next = (*next).max(m.offset + 1);
             let event = match self.check(m) {
                 Ok(event) => event,
-                Err(reason) => {
+                Err((label, reason)) => {
                     outcome.rejected += 1;
+                    self.telemetry.consumed(m.topic, Consumed::Rejected);
+                    self.telemetry.rejected(label);
                     outbox.push(self.dead_letter(m, &reason));
                     continue;
                 }
@@ -141,17 +164,33 @@ impl Pipeline {
                 }
             };
             match state.apply(&event, &self.rules) {
-                Outcome::Duplicate => outcome.duplicates += 1,
+                Outcome::Duplicate => {
+                    outcome.duplicates += 1;
+                    self.telemetry.consumed(m.topic, Consumed::Duplicate);
+                }
                 Outcome::Applied(changes) => {
+                    self.telemetry.consumed(m.topic, Consumed::Applied);
+                    let source_ms = m.timestamp_ms.unwrap_or(
+                        event.recorded_at.secs * 1000
+                            + i64::from(event.recorded_at.nanos / 1_000_000),
+                    );
                     for change in &changes {
                         outcome.flags.push((change.flag, change.change));
+                        self.telemetry.flag_changed(change.flag, change.change);
+                        let delta = raised_delta
+                            .entry((change.flag, change.school_id.to_string()))
+                            .or_default();
+                        *delta += if change.change == Change::Raised { 1 } else { -1 };
                         let payload = serde_json::to_vec(&FlagEvent::new(change, now))
                             .expect("flag events always serialize");
                         outbox.push(OutboxRecord {
                             topic: self.topics.flags.clone(),
                             key: Some(change.student_id.as_bytes().to_vec()),
                             payload,
-                            headers: Vec::new(),
+                            headers: vec![(
+                                SOURCE_TIME_HEADER.into(),
+                                source_ms.to_string().into_bytes(),
+                            )],
                         });
                     }
                     if let Some(planner) = &self.planner {
@@ -171,29 +210,50 @@ impl Pipeline {
         outcome.notifications = notify.notifications.len() as u64;
         outcome.digest_items = notify.digest_items.len() as u64;
         outcome.unroutable = notify.failed.len() as u64;
+        for n in &notify.notifications {
+            self.telemetry.notification(n.to.channel(), NotificationOutcome::Queued);
+        }
+        for _ in &notify.failed {
+            self.telemetry.notification("none", NotificationOutcome::Failed);
+        }
+        let mut raised_counts = Vec::with_capacity(raised_delta.len());
+        for ((flag, school), delta) in &raised_delta {
+            // A clear by an event of another school than the raise's cannot go below zero.
+            let count = (self.store.raised_count(flag.as_str(), school)? + delta).max(0);
+            raised_counts.push((flag.as_str(), school.as_str(), count));
+        }
         let commit = Commit {
             states: states.iter().map(|(id, (p, s))| (*p, id.as_str(), s)).collect(),
             offsets: offsets.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
             outbox,
             notify,
+            raised_counts: raised_counts.clone(),
         };
+        let committing = std::time::Instant::now();
         self.store.commit(commit)?;
+        self.telemetry.committed(committing.elapsed());
+        for (flag, school, count) in raised_counts {
+            self.telemetry.flags_raised(flag, school, count);
+        }
+        self.telemetry.batch(started.elapsed());
         Ok(outcome)
     }
 
     /// Decodes a message and checks it belongs on its topic. The key is not checked: the state is
     /// the student's whatever the key, and only co-partitioning by student_id keeps one consumer
     /// the owner of all of a student's events (the README says so).
-    fn check<'m>(&self, m: &InputMessage<'m>) -> Result<Event<'m>, String> {
-        let payload = m.payload.ok_or("empty message: no value")?;
-        let event = decode(payload).map_err(|e| e.to_string())?;
+    /// Errors carry a bounded label for metrics and the readable reason.
+    fn check<'m>(&self, m: &InputMessage<'m>) -> Result<Event<'m>, (&'static str, String)> {
+        let payload = m.payload.ok_or(("empty", "empty message: no value".to_owned()))?;
+        let event = decode(payload).map_err(|e| (e.reason_label(), e.to_string()))?;
         let expected = self.topics.input_of(event.kind());
         if m.topic != expected {
-            return Err(format!(
+            let reason = format!(
                 "a {} event does not belong on topic {}; send it to {expected}",
                 event.kind(),
                 m.topic
-            ));
+            );
+            return Err(("wrong_topic", reason));
         }
         Ok(event)
     }

@@ -6,17 +6,19 @@
 //! offset when the store has none), so a crash at any moment loses and repeats nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::config::{BatchConfig, Config};
 use crate::core::Rules;
+use crate::http::AdminServer;
 use crate::kafka::publisher::Publisher;
 use crate::notify::Notifications;
 use crate::notify::outbox::Signal;
 use crate::pipeline::{InputMessage, Pipeline};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Message, OwnedMessage};
@@ -25,20 +27,53 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 /// How long the outbox publisher waits for acknowledgements after a batch.
 const ACK_WAIT: Duration = Duration::from_millis(500);
+/// How often the store's queue depths and size are measured.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the last acknowledgements (the whole shutdown stays under 10 s).
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` is set (SIGTERM/SIGINT), then persists, publishes and returns.
 pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    let telemetry = Arc::new(Telemetry::new());
+    // Up first, so that /healthz answers while Kafka is still being reached.
+    let admin = match config.admin.addr.as_str() {
+        "" => None,
+        addr => Some(
+            AdminServer::start(
+                addr,
+                crate::http::router(telemetry.clone(), config.admin.ready_max_lag),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let result = serve(config, rules, shutdown, telemetry);
+    if let Some(admin) = admin {
+        admin.stop();
+    }
+    result
+}
+
+fn serve(
+    config: &Config,
+    rules: Rules,
+    shutdown: &AtomicBool,
+    telemetry: Arc<Telemetry>,
+) -> anyhow::Result<()> {
     let partitions = crate::kafka::admin::ensure_topics(config)?;
     let store = Store::open(&config.data_dir).with_context(|| {
         format!("data_dir {}: cannot open the store", config.data_dir.display())
     })?;
-    let publisher = Publisher::new(&config.kafka).context("kafka: cannot create the producer")?;
+    let publisher = Publisher::new(&config.kafka, telemetry.clone())
+        .context("kafka: cannot create the producer")?;
     let clock = config.clock();
     let notifications =
-        Notifications::start(&config.notify, store.clone(), clock).map_err(anyhow::Error::msg)?;
-    let mut pipeline = Pipeline::new(store, rules, config.topics.clone());
+        Notifications::start(&config.notify, store.clone(), clock, telemetry.clone())
+            .map_err(anyhow::Error::msg)?;
+    for (flag, school, count) in store.raised_counts()? {
+        telemetry.flags_raised(&flag, &school, count);
+    }
+    let mut pipeline =
+        Pipeline::new(store, rules, config.topics.clone()).with_telemetry(telemetry.clone());
     match &notifications {
         Some(n) => pipeline = pipeline.with_notifications(n.planner.clone()),
         None => tracing::info!(
@@ -47,6 +82,8 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
     }
     let worker = Worker {
         pipeline,
+        telemetry: telemetry.clone(),
+        ready_max_lag: config.admin.ready_max_lag,
         clock,
         wake: notifications.as_ref().map(|n| n.signal.clone()),
         publisher,
@@ -66,8 +103,14 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
     let worker = consumer.context();
     // Whatever a previous run committed but did not get acknowledged goes out first.
     worker.publisher.publish(worker.pipeline.store(), ACK_WAIT)?;
+    telemetry.state_loaded();
     let mut errors = ErrorLog::default();
+    let mut gauges_at = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
+        if gauges_at.elapsed() >= GAUGE_INTERVAL {
+            worker.update_gauges()?;
+            gauges_at = Instant::now();
+        }
         if let Some(fatal) = worker.fatal.lock().unwrap_or_else(PoisonError::into_inner).take() {
             anyhow::bail!(fatal);
         }
@@ -113,7 +156,9 @@ fn consumer_config(config: &Config) -> rdkafka::ClientConfig {
         .set("auto.offset.reset", "earliest")
         // Range gives partition i of every input topic to the same member: co-partitioning.
         .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", kafka.session_timeout_ms.to_string());
+        .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
+        // Consumer lag per partition for /metrics and /readyz.
+        .set("statistics.interval.ms", "5000");
     if !kafka.group_instance_id.is_empty() {
         c.set("group.instance.id", &kafka.group_instance_id);
     }
@@ -131,6 +176,8 @@ struct Inflight {
 /// callbacks run inside `poll`, on the same thread as the loop.
 struct Worker {
     pipeline: Pipeline,
+    telemetry: Arc<Telemetry>,
+    ready_max_lag: i64,
     clock: Clock,
     /// Wakes the notification delivery task after a batch queued notifications.
     wake: Option<std::sync::Arc<Signal>>,
@@ -186,8 +233,20 @@ impl Worker {
                 offset: m.offset(),
                 key: m.key(),
                 payload: m.payload(),
+                timestamp_ms: m.timestamp().to_millis(),
             })
             .collect();
+        // (first, last) offset read of each partition in the batch.
+        let mut ranges: std::collections::BTreeMap<(&str, i32), (i64, i64)> = Default::default();
+        for m in &inputs {
+            let r = ranges.entry((m.topic, m.partition)).or_insert((m.offset, m.offset));
+            *r = (r.0.min(m.offset), r.1.max(m.offset));
+        }
+        let offsets: Vec<String> =
+            ranges.iter().map(|((t, p), (a, b))| format!("{t}/{p}:{a}-{b}")).collect();
+        let span =
+            tracing::info_span!("batch", messages = inputs.len(), offsets = %offsets.join(" "));
+        let _in_batch = span.enter();
         let outcome = self.pipeline.process(&inputs, self.clock.now_utc())?;
         if outcome.notifications > 0
             && let Some(wake) = &self.wake
@@ -203,18 +262,29 @@ impl Worker {
             "batch committed"
         );
         self.publisher.publish(self.pipeline.store(), ACK_WAIT)?;
-        let mut next: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
-        for m in &inputs {
-            let n = next.entry((m.topic, m.partition)).or_default();
-            *n = (*n).max(m.offset + 1);
-        }
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        for ((topic, partition), (_, last)) in ranges {
+            offsets.add_partition_offset(topic, partition, Offset::Offset(last + 1))?;
         }
         if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
             tracing::debug!(error = %e, "kafka offset commit failed (the store has the offsets)");
         }
+        Ok(())
+    }
+
+    /// Queue depths, the oldest waiting notification and the store's size, for /metrics.
+    fn update_gauges(&self) -> anyhow::Result<()> {
+        let store = self.pipeline.store();
+        let q = store.queue_depths()?;
+        let now_ms = self.clock.now_ms();
+        let t = &self.telemetry;
+        t.queue("kafka", q.kafka, 0);
+        let oldest_s = q.oldest_notification_ms.map_or(0, |ms| (now_ms - ms) / 1000);
+        t.queue("notifications", q.notifications, oldest_s);
+        t.queue("digest", q.digest, 0);
+        t.queue("failed", q.failed, 0);
+        t.store_size(store.size_on_disk()?);
+        t.update_ready(self.ready_max_lag);
         Ok(())
     }
 
@@ -224,7 +294,21 @@ impl Worker {
     }
 }
 
-impl ClientContext for Worker {}
+impl ClientContext for Worker {
+    /// librdkafka's statistics (every 5 s): the consumer lag of each assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1: the internal "unassigned" partition; a negative lag: not known yet.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lags.push((topic.clone(), *partition, p.consumer_lag));
+                }
+            }
+        }
+        self.telemetry.lag(&lags);
+    }
+}
 
 impl ConsumerContext for Worker {
     fn rebalance(
@@ -255,6 +339,7 @@ impl ConsumerContext for Worker {
                     .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
                     .collect();
                 tracing::info!(partitions = assignment.count(), resume = ?resume, "partitions assigned");
+                self.telemetry.partitions_assigned(assignment.count());
                 if let Err(err) = consumer.assign(&assignment) {
                     self.fail(format!("kafka: cannot take the assigned partitions: {err}"));
                 }
@@ -265,6 +350,7 @@ impl ConsumerContext for Worker {
                     self.fail(format!("{err:#}"));
                 }
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
+                self.telemetry.partitions_assigned(0);
                 if let Err(err) = consumer.unassign() {
                     tracing::warn!(error = %err, "kafka: unassign failed");
                 }

@@ -72,6 +72,7 @@ fn run_command(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Co
         .env("ONTRACK__KAFKA__GROUP_ID", names.topic("group"))
         .env("ONTRACK__KAFKA__PARTITIONS", partitions.to_string())
         .env("ONTRACK__DATA_DIR", data)
+        .env("ONTRACK__ADMIN__ADDR", "127.0.0.1:0")
         .env("ONTRACK__TOPICS__ATTENDANCE", names.topic("attendance"))
         .env("ONTRACK__TOPICS__DISCIPLINE", names.topic("discipline"))
         .env("ONTRACK__TOPICS__GRADES", names.topic("grades"))

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::attendance_json;
@@ -17,6 +17,7 @@ use ontrack::notify::config::{AdvocatePrefs, DeliveryMode, EmailConfig, SmtpSecu
 use ontrack::notify::{Notifications, NotifyConfig};
 use ontrack::pipeline::{BatchOutcome, InputMessage, Pipeline, Topics};
 use ontrack::store::Store;
+use ontrack::telemetry::{NotificationOutcome, Telemetry};
 use serde_json::{Value, json};
 
 /// 09:30 in Chicago on a Monday.
@@ -49,9 +50,13 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let clock = Clock::starting_at(now.parse().unwrap());
-        let notifications = Notifications::start(&config, store.clone(), clock).unwrap().unwrap();
+        let telemetry = Arc::new(Telemetry::new());
+        let notifications = Notifications::start(&config, store.clone(), clock, telemetry.clone())
+            .unwrap()
+            .unwrap();
         let pipeline = Pipeline::new(store, Rules::default(), Topics::default())
-            .with_notifications(notifications.planner.clone());
+            .with_notifications(notifications.planner.clone())
+            .with_telemetry(telemetry);
         Service { pipeline, notifications: Some(notifications), clock, offset: 0, _dir: dir }
     }
 
@@ -81,6 +86,7 @@ impl Service {
                     offset: self.offset,
                     key: None,
                     payload: Some(e.as_bytes()),
+                    timestamp_ms: None,
                 }
             })
             .collect();
@@ -93,10 +99,14 @@ impl Service {
         self.pipeline.store()
     }
 
+    /// `(delivered, retried, failed)` notifications over both channels, from the metrics.
     fn stats(&self) -> (u64, u64, u64) {
-        let s = &self.notifications.as_ref().unwrap().stats;
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        (get(&s.delivered), get(&s.retried), get(&s.failed))
+        let t = self.pipeline.telemetry();
+        let sum = |outcome| {
+            ["webhook", "email"].iter().map(|c| t.notifications_count(c, outcome)).sum::<u64>()
+        };
+        use NotificationOutcome::*;
+        (sum(Delivered), sum(Retried), sum(Failed))
     }
 
     /// Waits until nothing is pending or waiting for a digest.

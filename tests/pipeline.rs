@@ -21,7 +21,14 @@ fn attendance(id: &str, student: &str, date: &str, status: &str) -> Vec<u8> {
 }
 
 fn msg<'a>(topic: &'a str, offset: i64, key: &'a [u8], payload: &'a [u8]) -> InputMessage<'a> {
-    InputMessage { topic, partition: 0, offset, key: Some(key), payload: Some(payload) }
+    InputMessage {
+        topic,
+        partition: 0,
+        offset,
+        key: Some(key),
+        payload: Some(payload),
+        timestamp_ms: None,
+    }
 }
 
 fn outbox(store: &Store) -> Vec<OutboxRecord> {
@@ -183,6 +190,7 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
                     offset: offsets[partition] - 1,
                     key: Some(m.student_id.as_bytes()),
                     payload: Some(m.json.as_bytes()),
+                    timestamp_ms: None,
                 }
             })
             .collect();
@@ -192,4 +200,71 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     let published: Vec<Value> =
         outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect();
     assert_eq!(published, expected);
+}
+
+/// The value of one sample line of the Prometheus text (`name{labels}`), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn running_the_pipeline_moves_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir);
+    let payloads: Vec<Vec<u8>> = DAYS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| attendance(&format!("a{i}"), "stu-1", d, "absent_unexcused"))
+        .collect();
+    let mut batch: Vec<InputMessage> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, pl)| InputMessage {
+            timestamp_ms: Some(1_789_000_000_000),
+            ..msg("sis.attendance", i as i64, b"stu-1", pl)
+        })
+        .collect();
+    batch.push(msg("sis.attendance", 10, b"stu-1", &payloads[0])); // a resend
+    batch.push(msg("sis.attendance", 11, b"stu-1", b"{not json"));
+    batch.push(msg("sis.grades", 0, b"stu-1", &payloads[1])); // wrong topic
+    let outcome = p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+    let text = p.telemetry().render();
+
+    let events = |topic: &str, outcome: &str| {
+        sample(
+            &text,
+            &format!("ontrack_events_consumed_total{{outcome=\"{outcome}\",topic=\"{topic}\"}}"),
+        )
+    };
+    assert_eq!(events("sis.attendance", "applied"), 10.0);
+    assert_eq!(events("sis.attendance", "duplicate"), 1.0);
+    assert_eq!(events("sis.attendance", "rejected"), 1.0);
+    assert_eq!(events("sis.grades", "rejected"), 1.0);
+    assert_eq!(sample(&text, "ontrack_decode_failures_total{reason=\"not_json\"}"), 1.0);
+    assert_eq!(sample(&text, "ontrack_decode_failures_total{reason=\"wrong_topic\"}"), 1.0);
+    assert_eq!(sample(&text, "ontrack_dead_letters_total"), 2.0);
+    let raised = outcome.flags.len() as f64;
+    assert!(raised >= 2.0, "attendance and consecutive_absences: {:?}", outcome.flags);
+    let flags: f64 =
+        ["attendance", "consecutive_absences", "off_track", "behavior", "course_performance"]
+            .iter()
+            .map(|f| {
+                sample(&text, &format!("ontrack_flags_total{{change=\"raised\",flag=\"{f}\"}}"))
+            })
+            .sum();
+    assert_eq!(flags, raised);
+    assert_eq!(
+        sample(&text, "ontrack_flags_raised{flag=\"attendance\",school=\"sch-1\"}"),
+        1.0,
+        "the gauge counts the student now flagged"
+    );
+    assert_eq!(sample(&text, "ontrack_batch_duration_seconds_count"), 1.0);
+    assert_eq!(sample(&text, "ontrack_store_commit_duration_seconds_count"), 1.0);
+    // The gauge is kept with the states: a new pipeline on the same store reads it back.
+    drop(p);
+    let store = Store::open(dir.path()).unwrap();
+    let counts = store.raised_counts().unwrap();
+    assert!(counts.contains(&("attendance".into(), "sch-1".into(), 1)), "{counts:?}");
 }

@@ -28,6 +28,16 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
+    /// A bounded label for metrics: `not_json` (the message as a whole), `bad_type` (a missing
+    /// or unknown `type`), `bad_field` (any other field).
+    pub fn reason_label(&self) -> &'static str {
+        match self.field.as_deref() {
+            None => "not_json",
+            Some("type") => "bad_type",
+            Some(_) => "bad_field",
+        }
+    }
+
     fn whole(problem: impl Into<String>) -> Self {
         DecodeError { field: None, problem: problem.into() }
     }

@@ -2,22 +2,25 @@
 //! broker acknowledged. A record is sent again only if its delivery failed, or after a restart.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use crate::config::KafkaConfig;
+use crate::pipeline::SOURCE_TIME_HEADER;
 use crate::store::{Store, StoreError};
+use crate::telemetry::Telemetry;
 
 /// Delivery reports: which outbox records the broker has (or has not) taken.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Deliveries {
     in_flight: Mutex<HashSet<u64>>,
     acked: Mutex<Vec<u64>>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl ClientContext for Deliveries {}
@@ -28,7 +31,23 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
         self.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq);
         match result {
-            Ok(_) => self.acked.lock().unwrap_or_else(PoisonError::into_inner).push(*seq),
+            Ok(message) => {
+                self.acked.lock().unwrap_or_else(PoisonError::into_inner).push(*seq);
+                // Flag events carry the time of their causing event.
+                let source = message.headers().and_then(|h| {
+                    h.iter().find(|h| h.key == SOURCE_TIME_HEADER).and_then(|h| h.value)
+                });
+                if let Some(ms) = source
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let age = Duration::from_millis((now_ms - ms).max(0) as u64);
+                    self.telemetry.flag_acknowledged(age);
+                }
+            }
             Err((e, _)) => {
                 tracing::warn!(error = %e, "delivery failed; the record stays in the outbox")
             }
@@ -48,14 +67,18 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub fn new(kafka: &KafkaConfig) -> Result<Publisher, KafkaError> {
+    pub fn new(kafka: &KafkaConfig, telemetry: Arc<Telemetry>) -> Result<Publisher, KafkaError> {
         let mut c = super::client_config(kafka, "producer");
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             // Keep a record in flight across a broker outage rather than failing it.
             .set("message.timeout.ms", "0");
-        let producer = super::with_overrides(c, kafka).create_with_context(Deliveries::default())?;
+        let producer = super::with_overrides(c, kafka).create_with_context(Deliveries {
+            in_flight: Mutex::default(),
+            acked: Mutex::default(),
+            telemetry,
+        })?;
         Ok(Publisher { producer })
     }
 

@@ -221,7 +221,6 @@ pub(crate) fn from_jiff(d: jiff::civil::Date) -> Date {
 pub struct Notifications {
     pub planner: std::sync::Arc<plan::Planner>,
     pub signal: std::sync::Arc<outbox::Signal>,
-    pub stats: std::sync::Arc<outbox::DeliveryStats>,
     thread: std::thread::JoinHandle<Result<(), crate::store::StoreError>>,
 }
 
@@ -232,6 +231,7 @@ impl Notifications {
         config: &NotifyConfig,
         store: crate::store::Store,
         clock: crate::clock::Clock,
+        telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
     ) -> Result<Option<Notifications>, String> {
         use std::sync::Arc;
         if !config.active() {
@@ -244,14 +244,13 @@ impl Notifications {
         };
         let planner = Arc::new(plan::Planner::new(config.clone(), file));
         let signal = Arc::new(outbox::Signal::default());
-        let stats = Arc::new(outbox::DeliveryStats::default());
         let delivery =
-            outbox::Delivery::new(store, planner.clone(), clock, signal.clone(), stats.clone())?;
+            outbox::Delivery::new(store, planner.clone(), clock, signal.clone(), telemetry)?;
         let thread = std::thread::Builder::new()
             .name("ontrack-notify".into())
             .spawn(move || delivery.run_blocking())
             .map_err(|e| format!("cannot start the notification thread: {e}"))?;
-        Ok(Some(Notifications { planner, signal, stats, thread }))
+        Ok(Some(Notifications { planner, signal, thread }))
     }
 
     /// Stops the delivery task (sends in flight get a few seconds) and waits for it.

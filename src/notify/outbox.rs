@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng as _;
@@ -21,6 +21,7 @@ use super::webhook::WebhookClient;
 use super::{Destination, FailedNotification, Notification};
 use crate::clock::Clock;
 use crate::store::{Store, StoreError};
+use crate::telemetry::{NotificationOutcome, Telemetry};
 
 /// At most this many sends at once.
 const MAX_IN_FLIGHT: usize = 32;
@@ -46,14 +47,6 @@ pub enum Attempt {
     Failed {
         reason: String,
     },
-}
-
-/// Counts of what the delivery task did (read by tests; metrics wire to them).
-#[derive(Debug, Default)]
-pub struct DeliveryStats {
-    pub delivered: AtomicU64,
-    pub retried: AtomicU64,
-    pub failed: AtomicU64,
 }
 
 /// Wakes the delivery task (after a commit queued notifications) and stops it.
@@ -95,7 +88,7 @@ struct Sender {
 pub struct Delivery {
     sender: Sender,
     signal: Arc<Signal>,
-    stats: Arc<DeliveryStats>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Delivery {
@@ -104,7 +97,7 @@ impl Delivery {
         planner: Arc<Planner>,
         clock: Clock,
         signal: Arc<Signal>,
-        stats: Arc<DeliveryStats>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Delivery, String> {
         let config = planner.config();
         let webhook = WebhookClient::new(Duration::from_millis(config.webhook.timeout_ms))?;
@@ -116,7 +109,7 @@ impl Delivery {
         Ok(Delivery {
             sender: Sender { store, planner, renderer, webhook, mailer, clock },
             signal,
-            stats,
+            telemetry,
         })
     }
 
@@ -188,7 +181,9 @@ impl Delivery {
         let channel = n.to.channel();
         let reason = match attempt {
             Attempt::Delivered => {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.telemetry.notification(channel, NotificationOutcome::Delivered);
+                let age = Duration::from_millis((now_ms - n.created_at_ms).max(0) as u64);
+                self.telemetry.notification_delivered_after(channel, age);
                 tracing::info!(id = %n.id, channel, advocate_id = %n.advocate_id, attempts = n.attempts, "notification delivered");
                 return store.attempted(seq, Ok(None));
             }
@@ -199,7 +194,7 @@ impl Delivery {
                     let delay = backoff(n.attempts, retry.initial_delay_ms, retry.max_delay_ms);
                     let delay = after.map_or(delay, |a| delay.max(a));
                     n.next_attempt_ms = now_ms + delay.as_millis() as i64;
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    self.telemetry.notification(channel, NotificationOutcome::Retried);
                     tracing::warn!(id = %n.id, channel, advocate_id = %n.advocate_id, attempts = n.attempts, reason = %reason, retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
                     n.last_error = Some(reason);
                     return store.attempted(seq, Ok(Some(&n)));
@@ -215,7 +210,7 @@ impl Delivery {
             }
             Attempt::Failed { reason } => reason,
         };
-        self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        self.telemetry.notification(channel, NotificationOutcome::Failed);
         tracing::error!(id = %n.id, channel, advocate_id = %n.advocate_id, attempts = n.attempts, reason = %reason, "notification failed; kept as a failed-notification record");
         let failed = FailedNotification::of(n, reason, now_ms);
         store.attempted(seq, Err(&failed))
@@ -248,7 +243,12 @@ impl Delivery {
             notifications.extend(ns);
             failed.extend(f);
         }
-        self.stats.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        for n in &notifications {
+            self.telemetry.notification(n.to.channel(), NotificationOutcome::Queued);
+        }
+        for _ in &failed {
+            self.telemetry.notification("none", NotificationOutcome::Failed);
+        }
         self.sender.store.digested(&keys, &notifications, &failed)?;
         tracing::info!(digests = notifications.len(), "daily digests queued");
         Ok(())

@@ -23,6 +23,8 @@
 //! - `g` + due (unix ms, u64 BE) + sequence → a [`DigestItem`] waiting for its digest.
 //! - `f` + sequence → a [`FailedNotification`], kept.
 //! - `w` + URL → why a webhook endpoint was disabled (it answered 410 Gone).
+//! - `r` + flag name + 0 + school_id → how many of this store's students have the flag raised,
+//!   by the school of the event that raised or cleared it (kept with the states, for the gauge).
 
 use std::path::Path;
 
@@ -67,6 +69,8 @@ pub struct Commit<'a> {
     pub outbox: Vec<OutboxRecord>,
     /// What the batch's events queued for advocates.
     pub notify: NotifyCommit,
+    /// `(flag, school_id, count)`: flags raised now, for every pair the batch changed.
+    pub raised_counts: Vec<(&'a str, &'a str, i64)>,
 }
 
 /// The notification side of a commit: written in the same atomic batch as the states that
@@ -165,6 +169,9 @@ impl Store {
         for record in &commit.outbox {
             batch.insert(&outbox_key(self.db.generate_id()?), encode(record));
         }
+        for (flag, school, count) in commit.raised_counts {
+            batch.insert(raised_key(flag, school), &count.to_be_bytes());
+        }
         let n = commit.notify;
         for (id, record) in &n.advocates {
             batch.insert(prefixed(b'a', id.as_bytes()), encode(record));
@@ -203,6 +210,71 @@ impl Store {
         }
         Ok(self.tree.apply_batch(batch)?)
     }
+}
+
+// Counts of raised flags, by flag and school.
+impl Store {
+    pub fn raised_count(&self, flag: &str, school: &str) -> Result<i64, StoreError> {
+        let key = raised_key(flag, school);
+        match self.tree.get(&key)? {
+            None => Ok(0),
+            Some(v) => {
+                let b: [u8; 8] = v.as_ref().try_into().map_err(|_| corrupt(&key, "not 8 bytes"))?;
+                Ok(i64::from_be_bytes(b))
+            }
+        }
+    }
+
+    /// Every `(flag, school, count)` stored.
+    pub fn raised_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([b'r']) {
+            let (key, value) = item?;
+            let rest = String::from_utf8_lossy(&key[1..]).into_owned();
+            let (flag, school) = rest.split_once('\0').ok_or_else(|| corrupt(&key, "bad key"))?;
+            let b: [u8; 8] = value.as_ref().try_into().map_err(|_| corrupt(&key, "not 8 bytes"))?;
+            out.push((flag.to_owned(), school.to_owned(), i64::from_be_bytes(b)));
+        }
+        Ok(out)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// `(depth, oldest created_at_ms)` of the notifications waiting for delivery, and the depths
+    /// of the Kafka outbox, the digest items and the failed notifications.
+    pub fn queue_depths(&self) -> Result<QueueDepths, StoreError> {
+        let mut oldest = None;
+        let mut notifications = 0;
+        for item in self.notifications() {
+            let (_, n) = item?;
+            notifications += 1;
+            oldest = Some(oldest.map_or(n.created_at_ms, |o: i64| o.min(n.created_at_ms)));
+        }
+        Ok(QueueDepths {
+            kafka: self.tree.scan_prefix([b'x']).count(),
+            notifications,
+            oldest_notification_ms: oldest,
+            digest: self.tree.scan_prefix([b'g']).count(),
+            failed: self.tree.scan_prefix([b'f']).count(),
+        })
+    }
+}
+
+/// How much waits in the store's queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    pub kafka: usize,
+    pub notifications: usize,
+    pub oldest_notification_ms: Option<i64>,
+    pub digest: usize,
+    pub failed: usize,
+}
+
+fn raised_key(flag: &str, school: &str) -> Vec<u8> {
+    prefixed(b'r', format!("{flag}\0{school}").as_bytes())
 }
 
 // Notifications: the pipeline reads advocates and alert marks; the delivery task works the rest.

@@ -1,0 +1,372 @@
+//! Every measured event of the service, defined once: each method counts (Prometheus) and, where
+//! an operator wants a line, logs. Metric names are `ontrack_<noun>_<unit>`; labels are bounded
+//! (topic, partition, flag, school, channel, outcome, reason), never a student or advocate id.
+//!
+//! One [`Telemetry`] per service, passed explicitly (no global registry), so tests can read the
+//! counters of exactly the service they ran.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::core::{Change, Flag};
+
+/// The service's metrics and the readiness facts `/readyz` reports.
+#[derive(Debug)]
+pub struct Telemetry {
+    registry: Registry,
+    events: IntCounterVec,
+    decode_failures: IntCounterVec,
+    dead_letters: IntCounter,
+    batch_seconds: Histogram,
+    commit_seconds: Histogram,
+    event_to_flag_seconds: Histogram,
+    flags: IntCounterVec,
+    flags_raised: IntGaugeVec,
+    notifications: IntCounterVec,
+    notification_seconds: HistogramVec,
+    outbox_depth: IntGaugeVec,
+    outbox_oldest_age: IntGaugeVec,
+    consumer_lag: IntGaugeVec,
+    store_size: IntGauge,
+    assigned_partitions: IntGauge,
+    ready: IntGauge,
+    /// Readiness: the store is open and the outbox of the previous run was handed over.
+    state_loaded: AtomicBool,
+    /// Sum of the consumer lag over assigned partitions; -1 until librdkafka first reports it.
+    total_lag: AtomicI64,
+}
+
+/// The outcome label of a consumed message.
+#[derive(Debug, Clone, Copy)]
+pub enum Consumed {
+    Applied,
+    Duplicate,
+    Rejected,
+}
+
+/// What happened to a notification, for `ontrack_notifications_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum NotificationOutcome {
+    Queued,
+    Delivered,
+    Retried,
+    Failed,
+}
+
+impl NotificationOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            NotificationOutcome::Queued => "queued",
+            NotificationOutcome::Delivered => "delivered",
+            NotificationOutcome::Retried => "retried",
+            NotificationOutcome::Failed => "failed",
+        }
+    }
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Only a malformed name or a duplicate registration fails: both are programming errors
+    // caught by the first test that builds a Telemetry.
+    r.expect("metric definitions are valid and registered once")
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+    must(r.register(Box::new(c.clone())));
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+    must(r.register(Box::new(g.clone())));
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = must(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())));
+    must(r.register(Box::new(h.clone())));
+    h
+}
+
+const FAST: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const LATENCY: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        let r = Registry::new();
+        let build =
+            gauge_vec(&r, "ontrack_build_info", "Always 1; the running version.", &["version"]);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let store_size =
+            must(IntGauge::new("ontrack_store_size_bytes", "Size of the sled store on disk."));
+        must(r.register(Box::new(store_size.clone())));
+        let assigned = must(IntGauge::new(
+            "ontrack_assigned_partitions",
+            "Input partitions currently assigned to this instance.",
+        ));
+        must(r.register(Box::new(assigned.clone())));
+        let ready = must(IntGauge::new(
+            "ontrack_ready",
+            "1 when /readyz answers 200 (partitions assigned, state loaded, lag under the bound).",
+        ));
+        must(r.register(Box::new(ready.clone())));
+        let dead_letters = must(IntCounter::new(
+            "ontrack_dead_letters_total",
+            "Messages written to the dead-letter topic.",
+        ));
+        must(r.register(Box::new(dead_letters.clone())));
+        let notification_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "ontrack_notification_delivery_seconds",
+                "Queued → delivered, per channel.",
+            )
+            .buckets(LATENCY.to_vec()),
+            &["channel"],
+        ));
+        must(r.register(Box::new(notification_seconds.clone())));
+        Telemetry {
+            events: counter_vec(
+                &r,
+                "ontrack_events_consumed_total",
+                "Input messages consumed, by topic and outcome (applied, duplicate, rejected).",
+                &["topic", "outcome"],
+            ),
+            decode_failures: counter_vec(
+                &r,
+                "ontrack_decode_failures_total",
+                "Rejected input messages by reason (empty, not_json, bad_type, bad_field, wrong_topic).",
+                &["reason"],
+            ),
+            dead_letters,
+            batch_seconds: histogram(
+                &r,
+                "ontrack_batch_duration_seconds",
+                "Time to fold and commit one batch.",
+                FAST,
+            ),
+            commit_seconds: histogram(
+                &r,
+                "ontrack_store_commit_duration_seconds",
+                "Time of one atomic store commit, flush included.",
+                FAST,
+            ),
+            event_to_flag_seconds: histogram(
+                &r,
+                "ontrack_event_to_flag_seconds",
+                "From the causing event's Kafka timestamp (else its recorded_at) to the flag's acknowledgement by the broker.",
+                LATENCY,
+            ),
+            flags: counter_vec(
+                &r,
+                "ontrack_flags_total",
+                "Flag changes emitted, by flag and change (raised, cleared).",
+                &["flag", "change"],
+            ),
+            flags_raised: gauge_vec(
+                &r,
+                "ontrack_flags_raised",
+                "Flags raised now, by flag and school (students of this instance's partitions).",
+                &["flag", "school"],
+            ),
+            notifications: counter_vec(
+                &r,
+                "ontrack_notifications_total",
+                "Advocate notifications by channel (webhook, email, none) and outcome (queued, delivered, retried, failed).",
+                &["channel", "outcome"],
+            ),
+            notification_seconds,
+            outbox_depth: gauge_vec(
+                &r,
+                "ontrack_outbox_depth",
+                "Records waiting in the store: kafka (flags and dead letters to publish), notifications, digest (alerts waiting for a digest), failed (kept failed notifications).",
+                &["queue"],
+            ),
+            outbox_oldest_age: gauge_vec(
+                &r,
+                "ontrack_outbox_oldest_age_seconds",
+                "Age of the oldest notification waiting for delivery (0 when none).",
+                &["queue"],
+            ),
+            consumer_lag: gauge_vec(
+                &r,
+                "ontrack_consumer_lag_messages",
+                "Messages behind the end of each assigned input partition (librdkafka statistics).",
+                &["topic", "partition"],
+            ),
+            store_size,
+            assigned_partitions: assigned,
+            ready,
+            registry: r,
+            state_loaded: AtomicBool::new(false),
+            total_lag: AtomicI64::new(-1),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec fails only on a broken metric family, which `new` cannot build.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    pub fn consumed(&self, topic: &str, outcome: Consumed) {
+        let outcome = match outcome {
+            Consumed::Applied => "applied",
+            Consumed::Duplicate => "duplicate",
+            Consumed::Rejected => "rejected",
+        };
+        self.events.with_label_values(&[topic, outcome]).inc();
+    }
+
+    /// A message went to the dead-letter topic for `reason` (a bounded label).
+    pub fn rejected(&self, reason: &'static str) {
+        self.decode_failures.with_label_values(&[reason]).inc();
+        self.dead_letters.inc();
+    }
+
+    pub fn batch(&self, took: Duration) {
+        self.batch_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn committed(&self, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn flag_changed(&self, flag: Flag, change: Change) {
+        let change_label = match change {
+            Change::Raised => "raised",
+            Change::Cleared => "cleared",
+        };
+        self.flags.with_label_values(&[flag.as_str(), change_label]).inc();
+    }
+
+    /// `count` students of this instance's store have `flag` raised in `school`.
+    pub fn flags_raised(&self, flag: &str, school: &str, count: i64) {
+        self.flags_raised.with_label_values(&[flag, school]).set(count);
+    }
+
+    /// A flag event was acknowledged by the broker `age` after its causing event.
+    pub fn flag_acknowledged(&self, age: Duration) {
+        self.event_to_flag_seconds.observe(age.as_secs_f64());
+    }
+
+    pub fn notification(&self, channel: &str, outcome: NotificationOutcome) {
+        self.notifications.with_label_values(&[channel, outcome.label()]).inc();
+    }
+
+    /// How many notifications of `channel` ended in `outcome` so far (for tests and logs).
+    pub fn notifications_count(&self, channel: &str, outcome: NotificationOutcome) -> u64 {
+        self.notifications.with_label_values(&[channel, outcome.label()]).get()
+    }
+
+    pub fn notification_delivered_after(&self, channel: &str, age: Duration) {
+        self.notification_seconds.with_label_values(&[channel]).observe(age.as_secs_f64());
+    }
+
+    /// Depth and oldest age (seconds) of one store queue.
+    pub fn queue(&self, queue: &str, depth: usize, oldest_age_s: i64) {
+        self.outbox_depth.with_label_values(&[queue]).set(depth as i64);
+        self.outbox_oldest_age.with_label_values(&[queue]).set(oldest_age_s.max(0));
+    }
+
+    pub fn store_size(&self, bytes: u64) {
+        self.store_size.set(bytes as i64);
+    }
+
+    pub fn partitions_assigned(&self, count: usize) {
+        self.assigned_partitions.set(count as i64);
+    }
+
+    /// Consumer lag per assigned partition, from librdkafka's statistics.
+    pub fn lag(&self, lags: &[(String, i32, i64)]) {
+        self.consumer_lag.reset();
+        let mut total = 0;
+        for (topic, partition, lag) in lags {
+            self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(*lag);
+            total += lag.max(&0);
+        }
+        self.total_lag.store(total, Ordering::Relaxed);
+    }
+
+    pub fn state_loaded(&self) {
+        self.state_loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// Publishes the readiness as the `ontrack_ready` gauge (for alerting).
+    pub fn update_ready(&self, max_lag: i64) {
+        self.ready.set(i64::from(self.readiness(max_lag).is_ok()));
+    }
+
+    /// `Ok` when ready to serve, else why not.
+    pub fn readiness(&self, max_lag: i64) -> Result<(), String> {
+        if !self.state_loaded.load(Ordering::Relaxed) {
+            return Err("the store is not loaded yet".into());
+        }
+        if self.assigned_partitions.get() == 0 {
+            return Err("no input partition assigned".into());
+        }
+        match self.total_lag.load(Ordering::Relaxed) {
+            -1 => Err("consumer lag not known yet (librdkafka statistics every 5 s)".into()),
+            lag if lag > max_lag => {
+                Err(format!("consumer lag {lag} is above admin.ready_max_lag = {max_lag}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_with_the_ontrack_prefix() {
+        let t = Telemetry::new();
+        t.consumed("sis.attendance", Consumed::Applied);
+        t.rejected("not_json");
+        t.flag_changed(Flag::Attendance, Change::Raised);
+        t.flags_raised("attendance", "sch-1", 3);
+        t.notification("webhook", NotificationOutcome::Queued);
+        t.lag(&[("sis.attendance".into(), 0, 3)]);
+        let text = t.render();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("ontrack_"), "{line}");
+        }
+        assert!(text.contains(
+            "ontrack_events_consumed_total{outcome=\"applied\",topic=\"sis.attendance\"} 1"
+        ));
+        assert!(
+            text.contains(
+                "ontrack_consumer_lag_messages{partition=\"0\",topic=\"sis.attendance\"} 3"
+            )
+        );
+        assert!(text.contains("ontrack_build_info{version="));
+    }
+
+    #[test]
+    fn ready_only_with_state_partitions_and_small_lag() {
+        let t = Telemetry::new();
+        assert!(t.readiness(100).unwrap_err().contains("store"));
+        t.state_loaded();
+        assert!(t.readiness(100).unwrap_err().contains("partition"));
+        t.partitions_assigned(4);
+        assert!(t.readiness(100).unwrap_err().contains("not known"));
+        t.lag(&[("a".into(), 0, 60), ("a".into(), 1, 50)]);
+        assert!(t.readiness(100).unwrap_err().contains("110"));
+        t.lag(&[("a".into(), 0, 0), ("a".into(), 1, -1)]);
+        assert_eq!(t.readiness(100), Ok(()));
+    }
+}
