@@ -838,3 +838,89 @@ fn pending_notifications_survive_kill_9_and_are_delivered_after_restart() {
     assert_eq!(got[0]["signature_ok"], true);
     assert_eq!(got[0]["body"]["data"]["alerts"][0]["student_id"], "stu-1");
 }
+
+// ---- Operations: a real Prometheus, and what the logs must not hold ----
+
+#[test]
+fn a_real_prometheus_scrapes_the_counters_and_the_logs_hold_no_names_or_behavior() {
+    use common::servers::free_port;
+    let Some(brokers) = brokers() else { return };
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prometheus is missing: .ci/run installs the Debian package prometheus"
+        );
+        eprintln!("skipped: no prometheus binary");
+        return;
+    }
+    let names = Names::new("scrape");
+    let events = district(60, 15, 53);
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, web) = (free_port(), free_port());
+    let log = dir.path().join("ontrack.log");
+    let run = run_command(&brokers, &names, &dir.path().join("data"), 2)
+        .args(["--log-format", "json"])
+        .env("ONTRACK__ADMIN__ADDR", format!("127.0.0.1:{admin}"))
+        .env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ontrack\n    \
+             static_configs: [{{targets: ['127.0.0.1:{admin}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{web}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    produce(&producer(&brokers), &names, &events);
+
+    let http = reqwest::blocking::Client::new();
+    let query = |q: &str| -> Option<f64> {
+        let url = format!("http://127.0.0.1:{web}/api/v1/query");
+        let text = http.get(url).query(&[("query", q)]).send().ok()?.text().ok()?;
+        let body: Value = serde_json::from_str(&text).ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    };
+    // Every produced message is counted once, as applied or duplicate (synth resends some).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let consumed = loop {
+        let got = query("sum(ontrack_events_consumed_total)");
+        if got == Some(events.len() as f64) {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "Prometheus saw {got:?} of {} events", events.len());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(consumed, Some(events.len() as f64));
+    assert!(query("sum(ontrack_flags_total)").unwrap_or(0.0) > 0.0);
+    assert_eq!(query("ontrack_build_info"), Some(1.0));
+    let health = http.get(format!("http://127.0.0.1:{admin}/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("http://127.0.0.1:{admin}/readyz")).send().unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "/readyz never answered 200");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    stop(run);
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.lines().count() > 5 && logs.contains("\"span\""), "JSON logs with batch spans");
+    for line in logs.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    // The synthetic district's advocate names and addresses and its referral behavior codes.
+    for secret in ["Advocate ", "@example.org", "DISRUPT", "DEFIANCE", "TARDY-REPEAT", "FIGHT"] {
+        assert!(!logs.contains(secret), "the logs hold {secret:?}");
+    }
+}
