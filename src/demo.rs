@@ -1,10 +1,13 @@
 //! `ontrack demo`: the embedded default. An in-process Kafka (librdkafka's mock cluster), a seeded
-//! synthetic district streamed in school day by school day, the same service code as `run`, and
-//! the flag changes printed as they come out of `ontrack.flags`.
+//! synthetic district streamed in school day by school day, the same service code as `run`, the
+//! flag changes printed as they come out of `ontrack.flags`, and the advocates' alerts as a local
+//! webhook receiver gets them (the service's clock is set to each school day's morning, so that
+//! day's absences are "today").
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,11 +18,14 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::{Flag, Rules};
 use crate::synth::{District, DistrictSpec};
 
 const PARTITIONS: i32 = 4;
+/// The demo's webhook signing secret (a fixed, public test key).
+const DEMO_SECRET: &str = "whsec_ZGVtby1vbmx5LXNlY3JldC1mb3Itb250cmFjaw==";
 
 /// Runs the demo to the end and prints its summary to `out`.
 pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
@@ -44,6 +50,12 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
         spec.students, spec.schools, spec.days, spec.start, config.kafka.brokers
     )?;
 
+    let inbox = Arc::new(Inbox::default());
+    let receiver = start_receiver(inbox.clone())?;
+    config.notify.webhook.secret = DEMO_SECRET.into();
+    let spec =
+        DistrictSpec { advocate_webhook: Some(format!("http://{}/hooks", receiver.addr)), ..spec };
+    let clock = Clock::system();
     let shutdown = AtomicBool::new(false);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
@@ -54,9 +66,12 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
     let mut district = District::new(spec.clone());
     let mut summary = Summary::default();
     let outcome = std::thread::scope(|scope| -> anyhow::Result<()> {
-        let service = scope.spawn(|| crate::service::run(&config, Rules::default(), &shutdown));
+        let service = scope.spawn(|| {
+            crate::service::run_with_clock(&config, Rules::default(), &shutdown, clock.clone())
+        });
         for day in 0..spec.days {
             let date = district.dates()[day as usize];
+            clock.set(school_morning(date));
             let events = district.day(day);
             summary.events += events.len() as u64;
             for e in &events {
@@ -78,16 +93,130 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
             // read the day before sending the next.
             wait_for_service(&config, &input_ends(&config)?, &service)?;
             drain(&flags, out, &mut summary, Some(date))?;
+            inbox.print_new(out)?;
         }
         drain(&flags, out, &mut summary, None)?;
+        inbox.print_new(out)?;
         shutdown.store(true, Ordering::Relaxed);
         service.join().map_err(|_| anyhow::anyhow!("the service thread panicked"))??;
         Ok(())
     });
+    receiver.stop();
     let _ = std::fs::remove_dir_all(&data);
     outcome?;
     summary.print(out, spec.students, started.elapsed())?;
+    inbox.print_summary(out)?;
     Ok(())
+}
+
+/// 07:30 in the synthetic district's timezone on `date`: the service's "now" while that day's
+/// events stream in.
+fn school_morning(date: time::Date) -> jiff::Timestamp {
+    let civil =
+        jiff::civil::date(date.year() as i16, date.month() as i8, date.day() as i8).at(7, 30, 0, 0);
+    jiff::tz::TimeZone::get("America/Chicago")
+        .and_then(|tz| tz.to_timestamp(civil))
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+}
+
+/// What the demo's webhook receiver got: `(advocate, kind, student, date)` per alert.
+#[derive(Debug, Default)]
+struct Inbox {
+    alerts: Mutex<Vec<[String; 4]>>,
+    printed: AtomicU64,
+    bad_signatures: AtomicU64,
+}
+
+/// A webhook receiver on a free local port that checks every signature with the demo secret.
+fn start_receiver(inbox: Arc<Inbox>) -> anyhow::Result<crate::http::AdminServer> {
+    use axum::body::Bytes;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    let key = crate::notify::config::secret_key(DEMO_SECRET).context("the demo secret")?;
+    let receive = move |State(inbox): State<Arc<Inbox>>,
+                        Path(advocate): Path<String>,
+                        headers: HeaderMap,
+                        body: Bytes| {
+        let key = key.clone();
+        async move {
+            let header = |name: &str| {
+                headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+            };
+            let id = header("webhook-id");
+            let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or_default();
+            let expected = crate::notify::webhook::sign(&key, &id, timestamp, &body);
+            if header("webhook-signature") != expected {
+                inbox.bad_signatures.fetch_add(1, Ordering::Relaxed);
+                return StatusCode::UNAUTHORIZED;
+            }
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let mut alerts = inbox.alerts.lock().unwrap_or_else(PoisonError::into_inner);
+            for a in v["data"]["alerts"].as_array().into_iter().flatten() {
+                let field = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+                let kind = match a["flag"].as_str() {
+                    Some(flag) => format!("{} {flag}", field("kind")),
+                    None => field("kind"),
+                };
+                alerts.push([advocate.clone(), kind, field("student_id"), field("date")]);
+            }
+            StatusCode::NO_CONTENT
+        }
+    };
+    let router = axum::Router::new()
+        .route("/hooks/{advocate}", axum::routing::post(receive))
+        .with_state(inbox);
+    crate::http::AdminServer::start("127.0.0.1:0", router).map_err(anyhow::Error::msg)
+}
+
+impl Inbox {
+    /// Prints the alerts received since the last call (after a short wait for deliveries).
+    fn print_new(&self, out: &mut impl Write) -> anyhow::Result<()> {
+        // Deliveries follow the commit within milliseconds: wait until none has come for 100 ms.
+        let mut seen = usize::MAX;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let now = self.alerts.lock().unwrap_or_else(PoisonError::into_inner).len();
+            if now == seen || Instant::now() > deadline {
+                break;
+            }
+            seen = now;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let alerts = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = self.printed.swap(alerts.len() as u64, Ordering::Relaxed) as usize;
+        let new = &alerts[from.min(alerts.len())..];
+        if new.is_empty() {
+            return Ok(());
+        }
+        let absences = new.iter().filter(|a| a[1] == "absence").count();
+        let advocates: std::collections::BTreeSet<&str> =
+            new.iter().map(|a| a[0].as_str()).collect();
+        writeln!(
+            out,
+            "  advocates alerted: {absences} absences today, {} flag changes, to {} advocates",
+            new.len() - absences,
+            advocates.len()
+        )?;
+        for [advocate, kind, student, date] in new.iter().take(3) {
+            writeln!(out, "    → {advocate}: {kind} {student} ({date})")?;
+        }
+        Ok(())
+    }
+
+    fn print_summary(&self, out: &mut impl Write) -> anyhow::Result<()> {
+        let alerts = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
+        let absences = alerts.iter().filter(|a| a[1] == "absence").count();
+        let advocates: std::collections::BTreeSet<&str> =
+            alerts.iter().map(|a| a[0].as_str()).collect();
+        writeln!(
+            out,
+            "\nadvocate alerts (signed webhooks): {absences} same-day absences, {} flag changes, to {} advocates; {} bad signatures",
+            alerts.len() - absences,
+            advocates.len(),
+            self.bad_signatures.load(Ordering::Relaxed)
+        )?;
+        Ok(())
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

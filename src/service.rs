@@ -34,6 +34,16 @@ const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` is set (SIGTERM/SIGINT), then persists, publishes and returns.
 pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Result<()> {
+    run_with_clock(config, rules, shutdown, config.clock())
+}
+
+/// [`run`] on a given clock (the demo moves it from school day to school day).
+pub fn run_with_clock(
+    config: &Config,
+    rules: Rules,
+    shutdown: &AtomicBool,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::new());
     // Up first, so that /healthz answers while Kafka is still being reached.
     let admin = match config.admin.addr.as_str() {
@@ -46,7 +56,7 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
             .map_err(anyhow::Error::msg)?,
         ),
     };
-    let result = serve(config, rules, shutdown, telemetry);
+    let result = serve(config, rules, shutdown, telemetry, clock);
     if let Some(admin) = admin {
         admin.stop();
     }
@@ -58,6 +68,7 @@ fn serve(
     rules: Rules,
     shutdown: &AtomicBool,
     telemetry: Arc<Telemetry>,
+    clock: Clock,
 ) -> anyhow::Result<()> {
     let partitions = crate::kafka::admin::ensure_topics(config)?;
     let store = Store::open(&config.data_dir).with_context(|| {
@@ -65,9 +76,8 @@ fn serve(
     })?;
     let publisher = Publisher::new(&config.kafka, telemetry.clone())
         .context("kafka: cannot create the producer")?;
-    let clock = config.clock();
     let notifications =
-        Notifications::start(&config.notify, store.clone(), clock, telemetry.clone())
+        Notifications::start(&config.notify, store.clone(), clock.clone(), telemetry.clone())
             .map_err(anyhow::Error::msg)?;
     for (flag, school, count) in store.raised_counts()? {
         telemetry.flags_raised(&flag, &school, count);

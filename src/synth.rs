@@ -25,6 +25,8 @@ pub struct DistrictSpec {
     pub seed: u64,
     /// Share of extra malformed messages (0.0 for none).
     pub bad_rate: f64,
+    /// Gives every advocate a `webhook_url` of `{base}/{advocate_id}` (the demo's receiver).
+    pub advocate_webhook: Option<String>,
 }
 
 impl Default for DistrictSpec {
@@ -36,6 +38,7 @@ impl Default for DistrictSpec {
             start: time::macros::date!(2026 - 08 - 24),
             seed: 1,
             bad_rate: 0.0,
+            advocate_webhook: None,
         }
     }
 }
@@ -320,9 +323,13 @@ impl District {
         let recorded_at = self.stamp(date, 0);
         let id = format!("asg-{}-{day}", self.students[s].id);
         let mut json = self.head("assignment", &id, s, date, &recorded_at);
+        let webhook = match &self.spec.advocate_webhook {
+            Some(base) => format!(r#","webhook_url":"{base}/adv-{advocate:05}""#),
+            None => String::new(),
+        };
         let _ = write!(
             json,
-            r#","advocate_id":"adv-{advocate:05}","advocate":{{"name":"Advocate {advocate}","email":"adv-{advocate:05}@example.org","timezone":"America/Chicago"}}}}"#
+            r#","advocate_id":"adv-{advocate:05}","advocate":{{"name":"Advocate {advocate}","email":"adv-{advocate:05}@example.org"{webhook},"timezone":"America/Chicago"}}}}"#
         );
         SynthEvent { kind: EventKind::Assignment, student_id: self.students[s].id.clone(), json }
     }

@@ -17,6 +17,13 @@ fn the_demo_streams_a_district_and_prints_the_summary() {
     // One line per school day, then the summary.
     assert_eq!(stdout.lines().filter(|l| l.contains(" flag changes")).count(), 15, "{stdout}");
     assert!(stdout.contains("summary: 150 students"), "{stdout}");
+    // Advocates hear about each day's absences that day, through signed webhooks.
+    let alerted = stdout.lines().filter(|l| l.contains("advocates alerted: ")).count();
+    assert!(alerted >= 14, "{stdout}");
+    let alerts =
+        stdout.lines().find(|l| l.starts_with("advocate alerts (signed webhooks)")).unwrap();
+    assert!(alerts.ends_with("; 0 bad signatures"), "{alerts}");
+    assert!(!alerts.contains(" 0 same-day absences"), "{alerts}");
     let attendance = stdout.lines().find(|l| l.starts_with("attendance ")).unwrap();
     let raised: u64 = attendance.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(raised > 0, "{attendance}");
