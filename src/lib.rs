@@ -9,6 +9,7 @@ pub mod core;
 pub mod demo;
 pub mod http;
 pub mod kafka;
+pub mod loadgen;
 pub mod notify;
 pub mod output;
 pub mod pipeline;

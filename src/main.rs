@@ -70,6 +70,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         dead_letter: Option<PathBuf>,
     },
+    /// Produce a seeded synthetic district into the input topics (load tests, benchmarks): as
+    /// fast as possible, or at a fixed rate; each message's Kafka timestamp is its produce time.
+    Loadgen {
+        #[command(flatten)]
+        district: DistrictArgs,
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Events per second; 0 for as fast as possible.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Stop after this many seconds (default: the whole district).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Prefix of the topic names (`PREFIX.sis.attendance`, …); default: the plain names.
+        #[arg(long, default_value = "")]
+        topic_prefix: String,
+    },
     /// Write a seeded synthetic district as JSON Lines (made-up students, for trying things out).
     Synth {
         #[command(flatten)]
@@ -183,6 +201,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if summary.rejected > 0 {
                 eprintln!("rejected lines: {}", dead_letter.display());
             }
+            Ok(())
+        }
+        Command::Loadgen { district, brokers, rate, seconds, topic_prefix } => {
+            let mut topics = ontrack::pipeline::Topics::default();
+            if !topic_prefix.is_empty() {
+                for t in [
+                    &mut topics.attendance,
+                    &mut topics.discipline,
+                    &mut topics.grades,
+                    &mut topics.assignments,
+                ] {
+                    *t = format!("{topic_prefix}.{t}");
+                }
+            }
+            let load = ontrack::loadgen::Load {
+                district: district.spec(),
+                brokers,
+                topics,
+                rate,
+                duration: seconds.map(std::time::Duration::from_secs_f64),
+            };
+            let produced = ontrack::loadgen::run(&load)?;
+            println!(
+                "produced={} seconds={:.3} events_per_s={:.0}",
+                produced.events,
+                produced.took.as_secs_f64(),
+                produced.per_second()
+            );
             Ok(())
         }
         Command::Synth { district, start, bad_rate, out } => {

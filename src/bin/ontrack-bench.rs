@@ -1,0 +1,214 @@
+//! Helpers of `scripts/bench` (not part of the product): create the benchmark's topics, measure
+//! the raw-consume ceiling, wait for a consumer group to catch up, and read event → flag latency
+//! off the flags topic.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+#[derive(Debug, Parser)]
+#[command(name = "ontrack-bench", about = "Measurement helpers of scripts/bench")]
+struct Cli {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create PREFIX.sis.{attendance,discipline,grades}, PREFIX.roster.assignments (N partitions
+    /// each), PREFIX.ontrack.flags (LogAppendTime: a flag's timestamp is its acknowledgement) and
+    /// PREFIX.ontrack.dead-letter.
+    Topics {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// Read the input topics from the beginning with a plain consumer that does nothing else;
+    /// prints ceiling_events_per_s.
+    Ceiling {
+        #[arg(long)]
+        prefix: String,
+    },
+    /// Wait until consumer group GROUP has committed every message of the input topics; prints
+    /// caught_up_s (from the call).
+    CaughtUp {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+    /// Latency of every flag caused by an event produced at or after SINCE_MS: the flag's
+    /// broker timestamp minus its `ontrack.source.timestamp_ms`; prints p50/p99/max in ms.
+    Latency {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        since_ms: i64,
+    },
+}
+
+const INPUTS: [&str; 4] = ["sis.attendance", "sis.discipline", "sis.grades", "roster.assignments"];
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let b = &cli.brokers;
+    match cli.command {
+        Command::Topics { prefix, partitions } => topics(b, &prefix, partitions),
+        Command::Ceiling { prefix } => {
+            let (events, took) = read_all(b, &inputs(&prefix), |_| {})?;
+            println!("ceiling_events={events} ceiling_s={:.3}", took.as_secs_f64());
+            println!("ceiling_events_per_s={:.0}", events as f64 / took.as_secs_f64());
+            Ok(())
+        }
+        Command::CaughtUp { prefix, group, timeout_s } => caught_up(b, &prefix, &group, timeout_s),
+        Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
+    }
+}
+
+fn inputs(prefix: &str) -> Vec<String> {
+    INPUTS.iter().map(|t| format!("{prefix}.{t}")).collect()
+}
+
+fn topics(brokers: &str, prefix: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let names: Vec<String> = inputs(prefix);
+    let flags = format!("{prefix}.ontrack.flags");
+    let dead = format!("{prefix}.ontrack.dead-letter");
+    let mut new: Vec<NewTopic> =
+        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    new.push(
+        NewTopic::new(&flags, partitions, TopicReplication::Fixed(1))
+            .set("message.timestamp.type", "LogAppendTime"),
+    );
+    new.push(NewTopic::new(&dead, 1, TopicReplication::Fixed(1)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = runtime.block_on(admin.create_topics(&new, &AdminOptions::new()))?;
+    for r in results {
+        if let Err((topic, e)) = r {
+            anyhow::bail!("cannot create {topic}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Every partition of `topics` with its high watermark (waits for the metadata).
+fn ends(c: &BaseConsumer, topics: &[String]) -> anyhow::Result<Vec<(String, i32, i64)>> {
+    let mut out = Vec::new();
+    for t in topics {
+        let meta = c.fetch_metadata(Some(t), Duration::from_secs(10))?;
+        let parts = meta.topics().first().map_or(0, |m| m.partitions().len()) as i32;
+        anyhow::ensure!(parts > 0, "topic {t} has no partitions");
+        for p in 0..parts {
+            let (_, high) = c.fetch_watermarks(t, p, Duration::from_secs(10))?;
+            out.push((t.clone(), p, high));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `topics` from the beginning to their current ends, calling `each` per message; returns
+/// the message count and the time from the first message to the last.
+fn read_all(
+    brokers: &str,
+    topics: &[String],
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> anyhow::Result<(u64, Duration)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "ontrack-bench-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("queued.min.messages", "1000000")
+        .create()?;
+    let ends = ends(&c, topics)?;
+    let expected: i64 = ends.iter().map(|(_, _, h)| h).sum();
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, _) in &ends {
+        tpl.add_partition_offset(t, *p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut count = 0i64;
+    let mut first: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while count < expected {
+        anyhow::ensure!(Instant::now() < deadline, "read {count} of {expected} in an hour");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                count += 1;
+                each(&m);
+            }
+            Some(Err(e)) => return Err(e).context("consume"),
+            None => {}
+        }
+    }
+    let took = first.map_or(Duration::ZERO, |f| f.elapsed());
+    Ok((count as u64, took))
+}
+
+fn caught_up(brokers: &str, prefix: &str, group: &str, timeout_s: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create()?;
+    let ends = ends(&c, &inputs(prefix))?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, _) in &ends {
+        tpl.add_partition(t, *p);
+    }
+    loop {
+        let committed = c.committed_offsets(tpl.clone(), Duration::from_secs(10))?;
+        let done = ends.iter().all(|(t, p, high)| {
+            *high == 0
+                || committed
+                    .find_partition(t, *p)
+                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *high))
+        });
+        if done {
+            println!("caught_up_s={:.3}", started.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed().as_secs() < timeout_s, "not caught up in {timeout_s} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn latency(brokers: &str, prefix: &str, since_ms: i64) -> anyhow::Result<()> {
+    let mut ms: Vec<i64> = Vec::new();
+    read_all(brokers, &[format!("{prefix}.ontrack.flags")], |m| {
+        let source = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "ontrack.source.timestamp_ms"))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        if let (Some(source), Some(acked)) = (source, m.timestamp().to_millis())
+            && source >= since_ms
+        {
+            ms.push(acked - source);
+        }
+    })?;
+    anyhow::ensure!(!ms.is_empty(), "no flag caused by an event produced after {since_ms}");
+    ms.sort_unstable();
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "flags={} p50_ms={} p99_ms={} max_ms={}",
+        ms.len(),
+        pct(0.50),
+        pct(0.99),
+        ms[ms.len() - 1]
+    );
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `ontrack loadgen`: a seeded synthetic district produced into the input topics, as fast as
+//! possible or at a fixed rate. Every message carries its produce time as its Kafka timestamp,
+//! which ontrack copies onto the flags it causes (`ontrack.source.timestamp_ms`), so the
+//! event-produced → flag-acknowledged latency can be read off the flags topic.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::pipeline::Topics;
+use crate::synth::{District, DistrictSpec};
+
+/// What to produce, where, and how fast.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub district: DistrictSpec,
+    pub brokers: String,
+    pub topics: Topics,
+    /// Events per second; 0: as fast as possible.
+    pub rate: u64,
+    /// Stop after this long (the district's days permitting); `None`: the whole district.
+    pub duration: Option<Duration>,
+}
+
+/// What was produced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Produced {
+    pub events: u64,
+    pub took: Duration,
+}
+
+impl Produced {
+    pub fn per_second(&self) -> f64 {
+        self.events as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Produces `load` and waits until the broker has acknowledged every message.
+pub fn run(load: &Load) -> anyhow::Result<Produced> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &load.brokers)
+        // Idempotent: retries never reorder a student's events.
+        .set("enable.idempotence", "true")
+        .set("linger.ms", if load.rate == 0 { "20" } else { "1" })
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .context("loadgen: cannot create the producer")?;
+    let mut district = District::new(load.district.clone());
+    let started = Instant::now();
+    let mut events = 0u64;
+    'days: for day in 0..load.district.days {
+        for e in district.day(day) {
+            if load.duration.is_some_and(|d| started.elapsed() >= d) {
+                break 'days;
+            }
+            if load.rate > 0 {
+                // Keep to the rate: event i goes out at i / rate seconds.
+                let due = Duration::from_secs_f64(events as f64 / load.rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let topic = load.topics.input_of(e.kind);
+            let mut record =
+                BaseRecord::to(topic).key(e.student_id.as_bytes()).payload(e.json.as_bytes());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => return Err(e).context("loadgen: cannot produce"),
+                }
+            }
+            events += 1;
+            if events.is_multiple_of(1024) {
+                producer.poll(Duration::ZERO);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).context("loadgen: the broker did not acknowledge")?;
+    Ok(Produced { events, took: started.elapsed() })
+}
