@@ -25,8 +25,11 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-/// How long the outbox publisher waits for acknowledgements after a batch.
+/// How long start-up waits for the acknowledgements of a previous run's outbox.
 const ACK_WAIT: Duration = Duration::from_millis(500);
+/// While records are in flight the loop polls at least this often, serving their
+/// acknowledgements (a batch does not wait for its own: that kept the loop idle ~100 ms a batch).
+const ACK_POLL: Duration = Duration::from_millis(5);
 /// How often the store's queue depths and size are measured.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the last acknowledgements (the whole shutdown stays under 10 s).
@@ -138,7 +141,7 @@ fn serve(
         if worker.due() {
             worker.flush(&consumer)?;
         } else if worker.publisher.in_flight() > 0 {
-            worker.publisher.publish(worker.pipeline.store(), Duration::ZERO)?;
+            worker.publisher.serve(worker.pipeline.store())?;
         }
     }
     tracing::info!("shutting down: persisting the current batch");
@@ -213,13 +216,15 @@ impl Worker {
         Duration::from_millis(self.batch.max_wait_ms)
     }
 
-    /// Poll no longer than the current batch may still wait.
+    /// Poll no longer than the current batch may still wait, nor than [`ACK_POLL`] while
+    /// published records wait for their acknowledgements.
     fn poll_timeout(&self) -> Duration {
         let wait = self.max_wait().max(Duration::from_millis(1));
-        match self.inflight().since {
+        let timeout = match self.inflight().since {
             Some(since) => wait.saturating_sub(since.elapsed()),
             None => wait.max(Duration::from_millis(100)),
-        }
+        };
+        if self.publisher.in_flight() > 0 { timeout.min(ACK_POLL) } else { timeout }
     }
 
     fn due(&self) -> bool {
@@ -271,7 +276,8 @@ impl Worker {
             notifications = outcome.notifications,
             "batch committed"
         );
-        self.publisher.publish(self.pipeline.store(), ACK_WAIT)?;
+        // Sent, not awaited: acknowledgements are served by the loop while it reads on.
+        self.publisher.publish(self.pipeline.store(), Duration::ZERO)?;
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), (_, last)) in ranges {
             offsets.add_partition_offset(topic, partition, Offset::Offset(last + 1))?;

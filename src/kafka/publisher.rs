@@ -20,6 +20,8 @@ use crate::telemetry::Telemetry;
 pub struct Deliveries {
     in_flight: Mutex<HashSet<u64>>,
     acked: Mutex<Vec<u64>>,
+    /// A delivery failed: its record is still in the outbox and must be sent again.
+    failed: std::sync::atomic::AtomicBool,
     telemetry: Arc<Telemetry>,
 }
 
@@ -49,6 +51,7 @@ impl ProducerContext for Deliveries {
                 }
             }
             Err((e, _)) => {
+                self.failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(error = %e, "delivery failed; the record stays in the outbox")
             }
         }
@@ -58,6 +61,8 @@ impl ProducerContext for Deliveries {
 /// The outbox publisher.
 pub struct Publisher {
     producer: BaseProducer<Deliveries>,
+    /// The highest sequence number sent so far: only later records are new.
+    sent_up_to: Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -77,16 +82,29 @@ impl Publisher {
         let producer = super::with_overrides(c, kafka).create_with_context(Deliveries {
             in_flight: Mutex::default(),
             acked: Mutex::default(),
+            failed: std::sync::atomic::AtomicBool::new(false),
             telemetry,
         })?;
-        Ok(Publisher { producer })
+        Ok(Publisher { producer, sent_up_to: Mutex::new(None) })
     }
 
     /// Sends every pending outbox record that is not already in flight, waits up to `wait` for
     /// acknowledgements, and removes the acknowledged ones. Returns how many were acknowledged.
     pub fn publish(&self, store: &Store, wait: Duration) -> Result<usize, StoreError> {
-        for item in store.pending() {
+        let mut sent_up_to = self.sent_up_to.lock().unwrap_or_else(PoisonError::into_inner);
+        // After a failed delivery, look at the whole outbox again; else only at new records.
+        let after = match self
+            .producer
+            .context()
+            .failed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            true => None,
+            false => *sent_up_to,
+        };
+        for item in store.pending_after(after) {
             let (seq, record) = item?;
+            *sent_up_to = Some(sent_up_to.map_or(seq, |s| s.max(seq)));
             if !self
                 .producer
                 .context()
@@ -127,8 +145,20 @@ impl Publisher {
                 }
             }
         }
+        drop(sent_up_to);
         // Waits for the queue to drain (or `wait`), serving delivery reports.
         let _ = self.producer.flush(wait);
+        self.take_acked(store)
+    }
+
+    /// Serves the delivery reports that arrived and removes the acknowledged records; sends
+    /// nothing new. Cheap: the loop calls it while records are in flight.
+    pub fn serve(&self, store: &Store) -> Result<usize, StoreError> {
+        self.producer.poll(Duration::ZERO);
+        self.take_acked(store)
+    }
+
+    fn take_acked(&self, store: &Store) -> Result<usize, StoreError> {
         let acked = std::mem::take(
             &mut *self.producer.context().acked.lock().unwrap_or_else(PoisonError::into_inner),
         );

@@ -201,6 +201,23 @@ impl Store {
         self.scan_seq(b'x')
     }
 
+    /// The outbox records after sequence number `after` (all with `None`), oldest first.
+    pub fn pending_after(
+        &self,
+        after: Option<u64>,
+    ) -> impl Iterator<Item = Result<(u64, OutboxRecord), StoreError>> + '_ {
+        let from = outbox_key(after.map_or(0, |s| s.saturating_add(1)));
+        self.tree
+            .range(from..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k[0] == b'x'))
+            .map(|item| {
+                let (key, value) = item?;
+                let seq: [u8; 8] =
+                    key[1..].try_into().map_err(|_| corrupt(&key, "bad sequence key"))?;
+                Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
+            })
+    }
+
     /// Removes published records from the outbox (not flushed: a record lost from this removal
     /// by a crash is published again, which consumers see as a repeat of the same message).
     pub fn acked(&self, seqs: &[u64]) -> Result<(), StoreError> {
@@ -545,6 +562,29 @@ mod tests {
         store.acked(&[pending[0].0, pending[2].0]).unwrap();
         let keys: Vec<String> = store.pending().map(|r| key(&r.unwrap().1)).collect();
         assert_eq!(keys, ["0-1", "1-1", "2-0", "2-1"]);
+    }
+
+    #[test]
+    fn pending_after_gives_only_later_records_and_stops_at_the_outbox_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let outbox = (0..3).map(|i| record("t", &format!("k{i}"))).collect();
+        // Other records in the same tree are not outbox records.
+        let n = crate::notify::Notification::new(
+            "x",
+            "adv-1",
+            crate::notify::Destination::Email("a@example.org".into()),
+            None,
+            Vec::new(),
+            0,
+        );
+        let notify = NotifyCommit { notifications: vec![n], ..NotifyCommit::default() };
+        store.commit(Commit { outbox, notify, ..Commit::default() }).unwrap();
+        let all: Vec<u64> = store.pending_after(None).map(|r| r.unwrap().0).collect();
+        assert_eq!(all.len(), 3);
+        let later: Vec<u64> = store.pending_after(Some(all[0])).map(|r| r.unwrap().0).collect();
+        assert_eq!(later, all[1..]);
+        assert_eq!(store.pending_after(Some(all[2])).count(), 0);
     }
 
     #[test]
