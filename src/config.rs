@@ -76,6 +76,9 @@ pub struct BatchConfig {
     pub max_events: usize,
     /// ... or this long after its first message, whichever comes first.
     pub max_wait_ms: u64,
+    /// Decoded student states kept in memory between batches (0: none); each saves a store read
+    /// and decode per batch that touches the student.
+    pub cache_students: usize,
 }
 
 impl Default for Config {
@@ -110,7 +113,11 @@ impl Default for KafkaConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_events: 5_000, max_wait_ms: 50 }
+        BatchConfig {
+            max_events: 5_000,
+            max_wait_ms: 20,
+            cache_students: crate::pipeline::DEFAULT_CACHE_STUDENTS,
+        }
     }
 }
 

@@ -17,6 +17,10 @@ use crate::output::FlagEvent;
 use crate::store::{Commit, OutboxRecord, Store, StoreError};
 use crate::telemetry::{Consumed, NotificationOutcome, Telemetry};
 
+/// Students whose decoded state the pipeline keeps by default (about 5 KB each with a
+/// semester of records).
+pub const DEFAULT_CACHE_STUDENTS: usize = 50_000;
+
 /// Kafka header on flag events: unix milliseconds of the causing event (its Kafka timestamp, else
 /// its `recorded_at`), from which the publisher measures event-to-flag latency.
 pub const SOURCE_TIME_HEADER: &str = "ontrack.source.timestamp_ms";
@@ -95,11 +99,36 @@ pub struct Pipeline {
     /// `None`: notifications are off.
     planner: Option<Arc<Planner>>,
     telemetry: Arc<Telemetry>,
+    /// Decoded states of recently touched students, equal to the store's (taken out while a
+    /// batch folds them, put back after its commit): most events find their student here
+    /// instead of reading and decoding the stored state.
+    cache: std::sync::Mutex<HashMap<String, StudentState>>,
+    cache_students: usize,
 }
 
 impl Pipeline {
     pub fn new(store: Store, rules: Rules, topics: Topics) -> Pipeline {
-        Pipeline { store, rules, topics, planner: None, telemetry: Arc::default() }
+        Pipeline {
+            store,
+            rules,
+            topics,
+            planner: None,
+            telemetry: Arc::default(),
+            cache: std::sync::Mutex::default(),
+            cache_students: DEFAULT_CACHE_STUDENTS,
+        }
+    }
+
+    /// Keeps up to `students` decoded states in memory (0: none).
+    pub fn with_cache(mut self, students: usize) -> Pipeline {
+        self.cache_students = students;
+        self
+    }
+
+    /// Drops every cached state: the store may change under them (partitions moved to another
+    /// instance and back).
+    pub fn forget_cached(&self) {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
     }
 
     /// Counts into `telemetry` (a pipeline of its own counts into a private one).
@@ -135,6 +164,7 @@ impl Pipeline {
         // A sled batch cannot read its own writes: states touched in this batch live here, with
         // the partition their events came through.
         let mut states: HashMap<String, (i32, StudentState)> = HashMap::new();
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         let mut outbox = Vec::new();
         let mut notify = Pending::default();
@@ -159,8 +189,12 @@ impl Pipeline {
             let state = match states.entry(event.student_id.to_string()) {
                 std::collections::hash_map::Entry::Occupied(e) => &mut e.into_mut().1,
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let stored = self.store.student(&event.student_id)?;
-                    &mut e.insert((m.partition, stored.unwrap_or_default())).1
+                    // Taken out of the cache: if the commit fails, the next batch reads the store.
+                    let stored = match cache.remove(e.key()) {
+                        Some(s) => s,
+                        None => self.store.student(&event.student_id)?.unwrap_or_default(),
+                    };
+                    &mut e.insert((m.partition, stored)).1
                 }
             };
             match state.apply(&event, &self.rules) {
@@ -234,6 +268,13 @@ impl Pipeline {
         self.telemetry.committed(committing.elapsed());
         for (flag, school, count) in raised_counts {
             self.telemetry.flags_raised(flag, school, count);
+        }
+        if self.cache_students > 0 {
+            if cache.len() + states.len() > self.cache_students {
+                // Full: start over rather than track recency (cheap, and rare with a fitting size).
+                cache.clear();
+            }
+            cache.extend(states.into_iter().map(|(id, (_, state))| (id, state)));
         }
         self.telemetry.batch(started.elapsed());
         Ok(outcome)

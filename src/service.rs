@@ -85,8 +85,9 @@ fn serve(
     for (flag, school, count) in store.raised_counts()? {
         telemetry.flags_raised(&flag, &school, count);
     }
-    let mut pipeline =
-        Pipeline::new(store, rules, config.topics.clone()).with_telemetry(telemetry.clone());
+    let mut pipeline = Pipeline::new(store, rules, config.topics.clone())
+        .with_telemetry(telemetry.clone())
+        .with_cache(config.batch.cache_students);
     match &notifications {
         Some(n) => pipeline = pipeline.with_notifications(n.planner.clone()),
         None => tracing::info!(
@@ -365,6 +366,8 @@ impl ConsumerContext for Worker {
                 if let Err(err) = self.flush(consumer) {
                     self.fail(format!("{err:#}"));
                 }
+                // Another instance may change these students' states before they come back.
+                self.pipeline.forget_cached();
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
                 self.telemetry.partitions_assigned(0);
                 if let Err(err) = consumer.unassign() {

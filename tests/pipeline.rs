@@ -170,36 +170,44 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     let expected = common::replayed(messages.iter().map(|m| m.json.as_str()));
     assert!(expected.len() > 50);
 
-    // the pipeline, in batches of random sizes, students spread over 4 partitions
-    let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(&dir);
-    let topics = Topics::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut offsets = [0i64; 4];
-    let mut at = 0;
-    while at < messages.len() {
-        let n = rng.random_range(1..400).min(messages.len() - at);
-        let batch: Vec<InputMessage<'_>> = messages[at..at + n]
-            .iter()
-            .map(|m| {
-                let partition = (xxhash_rust::xxh3::xxh3_64(m.student_id.as_bytes()) % 4) as usize;
-                offsets[partition] += 1;
-                InputMessage {
-                    topic: topics.input_of(m.kind),
-                    partition: partition as i32,
-                    offset: offsets[partition] - 1,
-                    key: Some(m.student_id.as_bytes()),
-                    payload: Some(m.json.as_bytes()),
-                    timestamp_ms: None,
-                }
-            })
-            .collect();
-        p.process(&batch, OffsetDateTime::now_utc()).unwrap();
-        at += n;
+    // The pipeline in batches of random sizes, students spread over 4 partitions; with no state
+    // cache, a cache smaller than the district (emptied when full), and one that holds it all
+    // (dropped now and then, as on a rebalance).
+    for cache in [0, 7, 50_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(&dir).with_cache(cache);
+        let topics = Topics::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut offsets = [0i64; 4];
+        let mut at = 0;
+        while at < messages.len() {
+            let n = rng.random_range(1..400).min(messages.len() - at);
+            let batch: Vec<InputMessage<'_>> = messages[at..at + n]
+                .iter()
+                .map(|m| {
+                    let partition =
+                        (xxhash_rust::xxh3::xxh3_64(m.student_id.as_bytes()) % 4) as usize;
+                    offsets[partition] += 1;
+                    InputMessage {
+                        topic: topics.input_of(m.kind),
+                        partition: partition as i32,
+                        offset: offsets[partition] - 1,
+                        key: Some(m.student_id.as_bytes()),
+                        payload: Some(m.json.as_bytes()),
+                        timestamp_ms: None,
+                    }
+                })
+                .collect();
+            p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+            if rng.random_ratio(1, 10) {
+                p.forget_cached();
+            }
+            at += n;
+        }
+        let published: Vec<Value> =
+            outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect();
+        assert_eq!(published, expected, "cache of {cache} students");
     }
-    let published: Vec<Value> =
-        outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect();
-    assert_eq!(published, expected);
 }
 
 /// The value of one sample line of the Prometheus text (`name{labels}`), 0 when absent.
