@@ -146,9 +146,10 @@ fn absence(id: &str, student: &str, date: &str) -> String {
     attendance_json(id, student, date, "absent_unexcused")
 }
 
-/// `(kind, student_id, date)` of every alert the receiver got (first deliveries only).
+/// `(kind, student_id, date)` of every alert the receiver accepted, sorted: notifications are
+/// sent concurrently, so their arrival order is not defined.
 fn alerts(received: &[Value]) -> Vec<(String, String, String)> {
-    received
+    let mut alerts: Vec<(String, String, String)> = received
         .iter()
         .filter(|r| r["status"] == 200)
         .flat_map(|r| r["body"]["data"]["alerts"].as_array().unwrap().clone())
@@ -156,7 +157,9 @@ fn alerts(received: &[Value]) -> Vec<(String, String, String)> {
             let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
             (s("kind"), s("student_id"), s("date"))
         })
-        .collect()
+        .collect();
+    alerts.sort();
+    alerts
 }
 
 fn absent(student: &str) -> (String, String, String) {
@@ -374,11 +377,8 @@ fn each_advocate_hears_only_about_their_own_students_and_reassignment_moves_aler
     let got = receiver.wait_for(WAIT, |r| r.len() == 5);
     service.wait_idle();
     let by = |path: &str| -> Vec<String> {
-        got.iter()
-            .filter(|r| r["path"] == path)
-            .flat_map(|r| alerts(std::slice::from_ref(r)))
-            .map(|(k, s, d)| format!("{k} {s} {d}"))
-            .collect()
+        let to: Vec<Value> = got.iter().filter(|r| r["path"] == path).cloned().collect();
+        alerts(&to).into_iter().map(|(k, s, d)| format!("{k} {s} {d}")).collect()
     };
     assert_eq!(by("/hooks/adv-1"), ["absence stu-1 2026-09-14", "absence stu-3 2026-09-14"]);
     assert_eq!(
