@@ -161,6 +161,8 @@ impl Pipeline {
     ) -> Result<BatchOutcome, StoreError> {
         let started = std::time::Instant::now();
         let mut outcome = BatchOutcome::default();
+        // Counted per batch, not per event (a labelled counter costs a lookup per call).
+        let mut consumed: BTreeMap<(&str, Consumed), u64> = BTreeMap::new();
         // A sled batch cannot read its own writes: states touched in this batch live here, with
         // the partition their events came through.
         let mut states: HashMap<String, (i32, StudentState)> = HashMap::new();
@@ -179,7 +181,7 @@ impl Pipeline {
                 Ok(event) => event,
                 Err((label, reason)) => {
                     outcome.rejected += 1;
-                    self.telemetry.consumed(m.topic, Consumed::Rejected);
+                    *consumed.entry((m.topic, Consumed::Rejected)).or_default() += 1;
                     self.telemetry.rejected(label);
                     outbox.push(self.dead_letter(m, &reason));
                     continue;
@@ -200,10 +202,10 @@ impl Pipeline {
             match state.apply(&event, &self.rules) {
                 Outcome::Duplicate => {
                     outcome.duplicates += 1;
-                    self.telemetry.consumed(m.topic, Consumed::Duplicate);
+                    *consumed.entry((m.topic, Consumed::Duplicate)).or_default() += 1;
                 }
                 Outcome::Applied(changes) => {
-                    self.telemetry.consumed(m.topic, Consumed::Applied);
+                    *consumed.entry((m.topic, Consumed::Applied)).or_default() += 1;
                     let source_ms = m.timestamp_ms.unwrap_or(
                         event.recorded_at.secs * 1000
                             + i64::from(event.recorded_at.nanos / 1_000_000),
@@ -268,6 +270,9 @@ impl Pipeline {
         self.telemetry.committed(committing.elapsed());
         for (flag, school, count) in raised_counts {
             self.telemetry.flags_raised(flag, school, count);
+        }
+        for ((topic, what), n) in consumed {
+            self.telemetry.consumed(topic, what, n);
         }
         if self.cache_students > 0 {
             if cache.len() + states.len() > self.cache_students {

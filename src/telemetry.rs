@@ -42,7 +42,7 @@ pub struct Telemetry {
 }
 
 /// The outcome label of a consumed message.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Consumed {
     Applied,
     Duplicate,
@@ -222,13 +222,14 @@ impl Telemetry {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    pub fn consumed(&self, topic: &str, outcome: Consumed) {
+    /// `n` messages of `topic` ended in `outcome`.
+    pub fn consumed(&self, topic: &str, outcome: Consumed, n: u64) {
         let outcome = match outcome {
             Consumed::Applied => "applied",
             Consumed::Duplicate => "duplicate",
             Consumed::Rejected => "rejected",
         };
-        self.events.with_label_values(&[topic, outcome]).inc();
+        self.events.with_label_values(&[topic, outcome]).inc_by(n);
     }
 
     /// A message went to the dead-letter topic for `reason` (a bounded label).
@@ -335,7 +336,7 @@ mod tests {
     #[test]
     fn every_metric_is_exported_with_the_ontrack_prefix() {
         let t = Telemetry::new();
-        t.consumed("sis.attendance", Consumed::Applied);
+        t.consumed("sis.attendance", Consumed::Applied, 1);
         t.rejected("not_json");
         t.flag_changed(Flag::Attendance, Change::Raised);
         t.flags_raised("attendance", "sch-1", 3);

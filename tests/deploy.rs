@@ -45,7 +45,7 @@ fn promtool_accepts_the_prometheus_config_and_the_alert_rules() {
 /// Every metric name the service exports (each labelled family given one child first).
 pub fn exported_names() -> BTreeSet<String> {
     let t = Telemetry::new();
-    t.consumed("sis.attendance", Consumed::Applied);
+    t.consumed("sis.attendance", Consumed::Applied, 1);
     t.rejected("not_json");
     t.batch(std::time::Duration::ZERO);
     t.committed(std::time::Duration::ZERO);

@@ -125,7 +125,7 @@ mod tests {
         t.partitions_assigned(2);
         t.lag(&[("sis.attendance".into(), 0, 5)]);
         assert_eq!(get(router.clone(), "/readyz").await, (StatusCode::OK, "ready\n".into()));
-        t.consumed("sis.attendance", crate::telemetry::Consumed::Applied);
+        t.consumed("sis.attendance", crate::telemetry::Consumed::Applied, 1);
         let (status, body) = get(router, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("ontrack_events_consumed_total"), "{body}");

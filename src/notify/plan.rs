@@ -76,11 +76,19 @@ impl Planner {
             None => self.file.advocate_of.get(&*event.student_id).map(String::as_str),
         };
         let Some(advocate_id) = advocate_id else { return Ok(()) };
-        let may_alert = matches!(
-            event.body,
-            EventBody::AttendanceRecorded { .. } | EventBody::AdvocateAssigned { .. }
-        );
-        if changes.is_empty() && !may_alert {
+        // Every timezone's today is within a day of UTC's. Events about other dates and flag
+        // changes of old events cannot alert, so they cost no lookup: a backfill, or a partition
+        // rebuilt from its beginning, streams millions of them.
+        let utc_today = from_jiff(TimeZone::UTC.to_datetime(now).date());
+        let may_absence = match event.body {
+            EventBody::AttendanceRecorded { .. } => {
+                (event.date - utc_today).whole_days().abs() <= 1
+            }
+            EventBody::AdvocateAssigned { .. } => true,
+            _ => false,
+        };
+        let may_flag = !changes.is_empty() && self.is_recent(event, utc_today, now, 1);
+        if !may_absence && !may_flag {
             return Ok(());
         }
         let contact = self.contact(store, pending, advocate_id)?;
@@ -115,7 +123,7 @@ impl Planner {
                 });
             }
         }
-        if !changes.is_empty() && self.is_recent(event, today, now) {
+        if !changes.is_empty() && self.is_recent(event, today, now, 0) {
             // A move to a new school year clears every flag with no evidence: bookkeeping, not
             // news about the student.
             let news =
@@ -133,9 +141,10 @@ impl Planner {
         Ok(())
     }
 
-    /// Whether the event behind a flag change is recent enough to alert about.
-    fn is_recent(&self, event: &Event, today: Date, now: Timestamp) -> bool {
-        let window = i64::from(self.config.flag_alert_window_days);
+    /// Whether the event behind a flag change is recent enough to alert about (with `slack_days`
+    /// more of window).
+    fn is_recent(&self, event: &Event, today: Date, now: Timestamp, slack_days: i64) -> bool {
+        let window = i64::from(self.config.flag_alert_window_days) + slack_days;
         let by_date = (today - event.date).whole_days() <= window;
         let recorded_s = event.recorded_at.secs;
         by_date || now.as_second() - recorded_s <= window * 86_400
