@@ -188,14 +188,10 @@ impl Inbox {
         if new.is_empty() {
             return Ok(());
         }
-        let absences = new.iter().filter(|a| a[1] == "absence").count();
-        let advocates: std::collections::BTreeSet<&str> =
-            new.iter().map(|a| a[0].as_str()).collect();
+        let (absences, flags, advocates) = tally(new);
         writeln!(
             out,
-            "  advocates alerted: {absences} absences today, {} flag changes, to {} advocates",
-            new.len() - absences,
-            advocates.len()
+            "  advocates alerted: {absences} absences today, {flags} flag changes, to {advocates} advocates"
         )?;
         for [advocate, kind, student, date] in new.iter().take(3) {
             writeln!(out, "    → {advocate}: {kind} {student} ({date})")?;
@@ -205,18 +201,22 @@ impl Inbox {
 
     fn print_summary(&self, out: &mut impl Write) -> anyhow::Result<()> {
         let alerts = self.alerts.lock().unwrap_or_else(PoisonError::into_inner);
-        let absences = alerts.iter().filter(|a| a[1] == "absence").count();
-        let advocates: std::collections::BTreeSet<&str> =
-            alerts.iter().map(|a| a[0].as_str()).collect();
+        let (absences, flags, advocates) = tally(&alerts);
         writeln!(
             out,
-            "\nadvocate alerts (signed webhooks): {absences} same-day absences, {} flag changes, to {} advocates; {} bad signatures",
-            alerts.len() - absences,
-            advocates.len(),
+            "\nadvocate alerts (signed webhooks): {absences} same-day absences, {flags} flag changes, to {advocates} advocates; {} bad signatures",
             self.bad_signatures.load(Ordering::Relaxed)
         )?;
         Ok(())
     }
+}
+
+/// `(absence alerts, flag alerts, distinct advocates)`.
+fn tally(alerts: &[[String; 4]]) -> (usize, usize, usize) {
+    let absences = alerts.iter().filter(|a| a[1] == "absence").count();
+    let advocates: std::collections::BTreeSet<&str> =
+        alerts.iter().map(|a| a[0].as_str()).collect();
+    (absences, alerts.len() - absences, advocates.len())
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

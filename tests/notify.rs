@@ -499,6 +499,15 @@ fn a_daily_digest_groups_the_days_alerts_at_the_advocates_local_time() {
     assert_eq!(alerts(std::slice::from_ref(immediate)), [absent("stu-3")]);
 }
 
+/// stu-1 on adv-1's caseload, reachable by email only, absent today.
+fn email_advocate_absent_today(service: &mut Service) -> BatchOutcome {
+    let contact = json!({"email": "adv-1@example.org"});
+    service.feed(&[
+        assignment("as-1", "stu-1", Some("adv-1"), contact, "2026-08-20T12:00:00Z"),
+        absence("a-1", "stu-1", TODAY),
+    ])
+}
+
 #[test]
 fn starttls_is_required_unless_plain_is_configured() {
     let smtp = Server::smtp(free_port());
@@ -512,16 +521,7 @@ fn starttls_is_required_unless_plain_is_configured() {
     assert_eq!(c.email.security, SmtpSecurity::Starttls);
     c.retry.max_age_s = 0; // fail on the first error
     let mut service = Service::start(c, NOW);
-    service.feed(&[
-        assignment(
-            "as-1",
-            "stu-1",
-            Some("adv-1"),
-            json!({"email": "adv-1@example.org"}),
-            "2026-08-20T12:00:00Z",
-        ),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    email_advocate_absent_today(&mut service);
     service.wait_idle();
     let failed = service.failed();
     assert_eq!(failed.len(), 1);
@@ -558,16 +558,7 @@ fn an_assignments_file_gives_caseloads_to_districts_without_the_topic() {
 #[test]
 fn an_advocate_without_a_usable_channel_gets_a_failed_record_not_silence() {
     let mut service = Service::start(config(), NOW);
-    let outcome = service.feed(&[
-        assignment(
-            "as-1",
-            "stu-1",
-            Some("adv-1"),
-            json!({"email": "adv-1@example.org"}),
-            "2026-08-20T12:00:00Z",
-        ),
-        absence("a-1", "stu-1", TODAY),
-    ]);
+    let outcome = email_advocate_absent_today(&mut service);
     assert_eq!((outcome.notifications, outcome.unroutable), (0, 1));
     let failed = service.failed();
     assert_eq!(failed.len(), 1);
