@@ -458,12 +458,23 @@ fn outbox_key(seq: u64) -> [u8; 9] {
     seq_key(b'x', seq)
 }
 
-/// Format byte + postcard.
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    // postcard writes any serde value of ours into a Vec; it fails only on unsupported types.
-    out.extend(postcard::to_stdvec(value).expect("stored types serialize with postcard"));
-    out
+/// Format byte + postcard, written into a per-thread scratch buffer that keeps its capacity, then
+/// copied once into sled's value (states are tens of KB: growing a fresh Vec for each one cost
+/// several reallocations and copies).
+fn encode<T: Serialize>(value: &T) -> sled::IVec {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        let mut buf = std::mem::take(&mut *scratch.borrow_mut());
+        buf.clear();
+        buf.push(FORMAT);
+        // postcard writes any serde value of ours; it fails only on unsupported types.
+        let buf = postcard::to_extend(value, buf).expect("stored types serialize with postcard");
+        let value = sled::IVec::from(&buf[..]);
+        *scratch.borrow_mut() = buf;
+        value
+    })
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
