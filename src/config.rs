@@ -76,9 +76,9 @@ pub struct BatchConfig {
     pub max_events: usize,
     /// ... or this long after its first message, whichever comes first.
     pub max_wait_ms: u64,
-    /// Decoded student states kept in memory between batches (0: none); each saves a store read
-    /// and decode per batch that touches the student.
-    pub cache_students: usize,
+    /// Memory (MiB) for decoded student states kept between batches (0: none); each cached
+    /// student saves a store read and decode per batch that touches it.
+    pub state_cache_mib: usize,
 }
 
 impl Default for Config {
@@ -116,7 +116,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 5_000,
             max_wait_ms: 20,
-            cache_students: crate::pipeline::DEFAULT_CACHE_STUDENTS,
+            state_cache_mib: crate::pipeline::DEFAULT_CACHE_MIB,
         }
     }
 }

@@ -17,9 +17,9 @@ use crate::output::FlagEvent;
 use crate::store::{Commit, OutboxRecord, Store, StoreError};
 use crate::telemetry::{Consumed, NotificationOutcome, Telemetry};
 
-/// Students whose decoded state the pipeline keeps by default (about 5 KB each with a
-/// semester of records).
-pub const DEFAULT_CACHE_STUDENTS: usize = 50_000;
+/// Memory for decoded states the pipeline keeps by default, in MiB (a student's state takes
+/// about 10 KB in memory per 60 school days of history).
+pub const DEFAULT_CACHE_MIB: usize = 256;
 
 /// Kafka header on flag events: unix milliseconds of the causing event (its Kafka timestamp, else
 /// its `recorded_at`), from which the publisher measures event-to-flag latency.
@@ -102,8 +102,15 @@ pub struct Pipeline {
     /// Decoded states of recently touched students, equal to the store's (taken out while a
     /// batch folds them, put back after its commit): most events find their student here
     /// instead of reading and decoding the stored state.
-    cache: std::sync::Mutex<HashMap<String, StudentState>>,
-    cache_students: usize,
+    cache: std::sync::Mutex<StateCache>,
+    cache_bytes: usize,
+}
+
+/// The cached states and roughly how much memory they hold.
+#[derive(Debug, Default)]
+struct StateCache {
+    states: HashMap<String, StudentState>,
+    bytes: usize,
 }
 
 impl Pipeline {
@@ -115,20 +122,27 @@ impl Pipeline {
             planner: None,
             telemetry: Arc::default(),
             cache: std::sync::Mutex::default(),
-            cache_students: DEFAULT_CACHE_STUDENTS,
+            cache_bytes: DEFAULT_CACHE_MIB << 20,
         }
     }
 
-    /// Keeps up to `students` decoded states in memory (0: none).
-    pub fn with_cache(mut self, students: usize) -> Pipeline {
-        self.cache_students = students;
+    /// Keeps decoded states in up to about `mib` MiB of memory (0: none).
+    pub fn with_cache_mib(mut self, mib: usize) -> Pipeline {
+        self.cache_bytes = mib << 20;
+        self
+    }
+
+    /// Keeps decoded states in up to about `bytes` bytes (tests use tiny caches).
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Pipeline {
+        self.cache_bytes = bytes;
         self
     }
 
     /// Drops every cached state: the store may change under them (partitions moved to another
     /// instance and back).
     pub fn forget_cached(&self) {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        *self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            StateCache::default();
     }
 
     /// Counts into `telemetry` (a pipeline of its own counts into a private one).
@@ -192,8 +206,11 @@ impl Pipeline {
                 std::collections::hash_map::Entry::Occupied(e) => &mut e.into_mut().1,
                 std::collections::hash_map::Entry::Vacant(e) => {
                     // Taken out of the cache: if the commit fails, the next batch reads the store.
-                    let stored = match cache.remove(e.key()) {
-                        Some(s) => s,
+                    let stored = match cache.states.remove(e.key()) {
+                        Some(s) => {
+                            cache.bytes = cache.bytes.saturating_sub(s.approx_bytes());
+                            s
+                        }
                         None => self.store.student(&event.student_id)?.unwrap_or_default(),
                     };
                     &mut e.insert((m.partition, stored)).1
@@ -274,12 +291,16 @@ impl Pipeline {
         for ((topic, what), n) in consumed {
             self.telemetry.consumed(topic, what, n);
         }
-        if self.cache_students > 0 {
-            if cache.len() + states.len() > self.cache_students {
+        if self.cache_bytes > 0 {
+            let adding: usize = states.values().map(|(_, s)| s.approx_bytes()).sum();
+            if cache.bytes + adding > self.cache_bytes {
                 // Full: start over rather than track recency (cheap, and rare with a fitting size).
-                cache.clear();
+                *cache = StateCache::default();
             }
-            cache.extend(states.into_iter().map(|(id, (_, state))| (id, state)));
+            if adding <= self.cache_bytes {
+                cache.bytes += adding;
+                cache.states.extend(states.into_iter().map(|(id, (_, state))| (id, state)));
+            }
         }
         self.telemetry.batch(started.elapsed());
         Ok(outcome)

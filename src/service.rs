@@ -87,7 +87,7 @@ fn serve(
     }
     let mut pipeline = Pipeline::new(store, rules, config.topics.clone())
         .with_telemetry(telemetry.clone())
-        .with_cache(config.batch.cache_students);
+        .with_cache_mib(config.batch.state_cache_mib);
     match &notifications {
         Some(n) => pipeline = pipeline.with_notifications(n.planner.clone()),
         None => tracing::info!(

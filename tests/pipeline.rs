@@ -171,11 +171,11 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     assert!(expected.len() > 50);
 
     // The pipeline in batches of random sizes, students spread over 4 partitions; with no state
-    // cache, a cache smaller than the district (emptied when full), and one that holds it all
+    // cache, a cache far smaller than the district (emptied when full), and one that holds it all
     // (dropped now and then, as on a rebalance).
-    for cache in [0, 7, 50_000] {
+    for cache in [0, 40_000, 64 << 20] {
         let dir = tempfile::tempdir().unwrap();
-        let p = pipeline(&dir).with_cache(cache);
+        let p = pipeline(&dir).with_cache_bytes(cache);
         let topics = Topics::default();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut offsets = [0i64; 4];
@@ -206,7 +206,7 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
         }
         let published: Vec<Value> =
             outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect();
-        assert_eq!(published, expected, "cache of {cache} students");
+        assert_eq!(published, expected, "cache of {cache} bytes");
     }
 }
 

@@ -334,6 +334,17 @@ impl StudentState {
         self.seen.len()
     }
 
+    /// Roughly the heap bytes this state holds (for bounding caches of states).
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<StudentState>()
+            + self.seen.capacity() * size_of::<u64>()
+            + self.attendance.capacity() * size_of::<AttendanceRecord>()
+            + self.referrals.capacity() * (size_of::<ReferralRecord>() + 16)
+            + self.grades.capacity() * (size_of::<GradeRecord>() + 32)
+            + self.raises.capacity() * size_of::<(SchoolYear, [u32; 5])>()
+    }
+
     /// Keeps the event's record if it beats the stored winner of its natural key. `None`: it
     /// lost, nothing changed; `Some(replaced)`: it is the winner now.
     fn upsert(&mut self, e: &Event) -> Option<Option<Replaced>> {
