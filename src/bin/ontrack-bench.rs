@@ -32,6 +32,11 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         partitions: i32,
     },
+    /// Delete the PREFIX.* topics `topics` created (the broker's disk is not infinite).
+    Drop {
+        #[arg(long)]
+        prefix: String,
+    },
     /// Read the input topics from the beginning with a plain consumer that does nothing else;
     /// prints ceiling_events_per_s.
     Ceiling {
@@ -65,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     let b = &cli.brokers;
     match cli.command {
         Command::Topics { prefix, partitions } => topics(b, &prefix, partitions),
+        Command::Drop { prefix } => drop_topics(b, &prefix),
         Command::Ceiling { prefix } => {
             let (events, took) = read_all(b, &inputs(&prefix), |_| {})?;
             println!("ceiling_events={events} ceiling_s={:.3}", took.as_secs_f64());
@@ -98,6 +104,22 @@ fn topics(brokers: &str, prefix: &str, partitions: i32) -> anyhow::Result<()> {
     for r in results {
         if let Err((topic, e)) = r {
             anyhow::bail!("cannot create {topic}: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn drop_topics(brokers: &str, prefix: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let mut names = inputs(prefix);
+    names.push(format!("{prefix}.ontrack.flags"));
+    names.push(format!("{prefix}.ontrack.dead-letter"));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for r in runtime.block_on(admin.delete_topics(&names, &AdminOptions::new()))? {
+        if let Err((topic, e)) = r {
+            anyhow::bail!("cannot delete {topic}: {e}");
         }
     }
     Ok(())
