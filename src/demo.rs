@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -75,18 +75,8 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
             let events = district.day(day);
             summary.events += events.len() as u64;
             for e in &events {
-                let topic = t.input_of(e.kind);
-                let mut record =
-                    BaseRecord::to(topic).key(e.student_id.as_bytes()).payload(e.json.as_bytes());
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((_, back)) => {
-                            record = back;
-                            producer.poll(Duration::from_millis(5));
-                        }
-                    }
-                }
+                let (key, payload) = (e.student_id.as_bytes(), e.json.as_bytes());
+                crate::kafka::send_waiting(&producer, t.input_of(e.kind), key, payload)?;
             }
             producer.flush(Duration::from_secs(30))?;
             // The mock cluster keeps only a few MiB per partition: wait until the service has

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::pipeline::Topics;
 use crate::synth::{District, DistrictSpec};
@@ -64,19 +63,9 @@ pub fn run(load: &Load) -> anyhow::Result<Produced> {
                     std::thread::sleep(wait);
                 }
             }
-            let topic = load.topics.input_of(e.kind);
-            let mut record =
-                BaseRecord::to(topic).key(e.student_id.as_bytes()).payload(e.json.as_bytes());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => return Err(e).context("loadgen: cannot produce"),
-                }
-            }
+            let (key, payload) = (e.student_id.as_bytes(), e.json.as_bytes());
+            crate::kafka::send_waiting(&producer, load.topics.input_of(e.kind), key, payload)
+                .context("loadgen: cannot produce")?;
             events += 1;
             if events.is_multiple_of(1024) {
                 producer.poll(Duration::ZERO);

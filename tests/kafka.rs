@@ -99,17 +99,8 @@ fn producer(brokers: &str) -> BaseProducer {
 fn produce(p: &BaseProducer, names: &Names, events: &[SynthEvent]) {
     for e in events {
         let topic = names.input(e.kind);
-        let mut record =
-            BaseRecord::to(&topic).key(e.student_id.as_bytes()).payload(e.json.as_bytes());
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    p.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        ontrack::kafka::send_waiting(p, &topic, e.student_id.as_bytes(), e.json.as_bytes())
+            .unwrap();
     }
     p.flush(Duration::from_secs(30)).unwrap();
 }

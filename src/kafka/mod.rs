@@ -3,7 +3,11 @@
 pub mod admin;
 pub mod publisher;
 
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 
 use crate::config::KafkaConfig;
 
@@ -25,4 +29,25 @@ pub fn with_overrides(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig 
         c.set(k, v);
     }
     c
+}
+
+/// Queues one keyed message, waiting (and serving delivery reports) while the producer's local
+/// queue is full; any other error is returned. For the demo, the load generator and the tests.
+pub fn send_waiting(
+    producer: &BaseProducer,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+) -> KafkaResult<()> {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
