@@ -23,6 +23,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub batch: BatchConfig,
+    pub store: StoreConfig,
     pub notify: NotifyConfig,
     pub admin: AdminConfig,
     /// For demos and tests: the service's clock starts at this RFC 3339 instant (and runs at
@@ -50,6 +51,21 @@ pub struct KafkaConfig {
     /// (e.g. `"security.protocol" = "SASL_SSL"`); numbers and booleans are taken as text.
     #[serde(deserialize_with = "scalars_as_text")]
     pub librdkafka: BTreeMap<String, String>,
+}
+
+/// `[store]`: the sled store in `data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Memory (MiB) for sled's page cache (sled's own default, 1 GiB, is most of the memory a
+    /// large district would take).
+    pub cache_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { cache_mib: crate::store::DEFAULT_CACHE_MIB }
+    }
 }
 
 /// `[admin]`: the admin HTTP server.
@@ -89,6 +105,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             topics: Topics::default(),
             batch: BatchConfig::default(),
+            store: StoreConfig::default(),
             notify: NotifyConfig::default(),
             admin: AdminConfig::default(),
             clock_start: String::new(),
@@ -184,6 +201,9 @@ impl Config {
         }
         if self.batch.max_events == 0 {
             return fail("batch.max_events", "must be at least 1");
+        }
+        if self.store.cache_mib == 0 {
+            return fail("store.cache_mib", "must be at least 1 (MiB of sled page cache)");
         }
         let t = &self.topics;
         let names = [

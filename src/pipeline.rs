@@ -178,8 +178,8 @@ impl Pipeline {
         // Counted per batch, not per event (a labelled counter costs a lookup per call).
         let mut consumed: BTreeMap<(&str, Consumed), u64> = BTreeMap::new();
         // A sled batch cannot read its own writes: states touched in this batch live here, with
-        // the partition their events came through.
-        let mut states: HashMap<String, (i32, StudentState)> = HashMap::new();
+        // the partition their events came through if the student is new to the store.
+        let mut states: HashMap<String, (Option<i32>, StudentState)> = HashMap::new();
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         let mut outbox = Vec::new();
@@ -209,11 +209,12 @@ impl Pipeline {
                     let stored = match cache.states.remove(e.key()) {
                         Some(s) => {
                             cache.bytes = cache.bytes.saturating_sub(s.approx_bytes());
-                            s
+                            Some(s)
                         }
-                        None => self.store.student(&event.student_id)?.unwrap_or_default(),
+                        None => self.store.student(&event.student_id)?,
                     };
-                    &mut e.insert((m.partition, stored)).1
+                    let new_in = if stored.is_some() { None } else { Some(m.partition) };
+                    &mut e.insert((new_in, stored.unwrap_or_default())).1
                 }
             };
             match state.apply(&event, &self.rules) {
@@ -290,6 +291,9 @@ impl Pipeline {
         }
         for ((topic, what), n) in consumed {
             self.telemetry.consumed(topic, what, n);
+        }
+        for (_, state) in states.values_mut() {
+            state.saved();
         }
         if self.cache_bytes > 0 {
             let adding: usize = states.values().map(|(_, s)| s.approx_bytes()).sum();

@@ -58,5 +58,8 @@ pub use decode::{DecodeError, decode};
 pub use event::{AdvocateContact, AttendanceStatus, Event, EventBody, EventKind};
 pub use flag::{Change, Evidence, Flag, FlagChange};
 pub use rules::{Rules, RulesError, SchoolYear};
-pub use state::{AssignmentRecord, Figures, Outcome, StudentState, Version};
+pub use state::{
+    AssignmentRecord, AttendanceRecord, Figures, GradeRecord, Head, Outcome, ReferralRecord,
+    StudentState, Unsaved, Version, month_of,
+};
 pub use students::Students;

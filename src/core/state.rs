@@ -105,10 +105,18 @@ pub struct RaisedFlag {
 }
 
 /// Everything ontrack keeps about one student.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A store keeps it in parts (see [`Unsaved`]), so that a batch writes what it changed, not the
+/// whole history: the head (school year, figures, flags), the assignment, the referrals, the
+/// grades, the attendance records of each calendar month, and the ids of applied events that no
+/// record carries. The seen ids are not stored: they are the records' ids plus those.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StudentState {
     /// xxh3-64 of every `event_id` applied, sorted: a repeat is a duplicate and changes nothing.
     seen: Vec<u64>,
+    /// xxh3-64 of the applied events that are not a winning record now (they lost on arrival or
+    /// were replaced since), sorted: `seen` is these plus the winning records' ids.
+    others: Vec<u64>,
     /// One record per date, sorted by date.
     attendance: Vec<AttendanceRecord>,
     /// One record per referral, sorted by `referral_id`.
@@ -125,6 +133,53 @@ pub struct StudentState {
     raised: [Option<RaisedFlag>; 5],
     /// How many times each flag was raised, per school year (for `n` of the next raise).
     raises: Vec<(SchoolYear, [u32; 5])>,
+    /// The parts changed since the state was last saved.
+    unsaved: Unsaved,
+}
+
+/// The small, often-changing part of a stored state: the school year, its figures and the flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    pub current_year: Option<SchoolYear>,
+    pub figures: Figures,
+    pub raised: [Option<RaisedFlag>; 5],
+    pub raises: Vec<(SchoolYear, [u32; 5])>,
+}
+
+/// A calendar month, as a number that sorts like the months (`year * 12 + month - 1`, shifted so
+/// that it is never negative): the key of a stored chunk of attendance records.
+pub fn month_of(date: Date) -> u32 {
+    let months = (date.year() + 10_000) * 12 + i32::from(u8::from(date.month())) - 1;
+    months.unsigned_abs()
+}
+
+/// Which stored parts of a state changed since it was last saved ([`StudentState::saved`]).
+///
+/// Not part of the state: two states are equal whatever they have saved.
+#[derive(Debug, Clone, Default)]
+pub struct Unsaved {
+    pub head: bool,
+    pub assignment: bool,
+    pub referrals: bool,
+    pub grades: bool,
+    pub others: bool,
+    /// Months ([`month_of`]) whose attendance records changed, without repeats.
+    pub months: Vec<u32>,
+}
+
+impl PartialEq for Unsaved {
+    fn eq(&self, _: &Unsaved) -> bool {
+        true
+    }
+}
+
+impl Unsaved {
+    fn month(&mut self, date: Date) {
+        let m = month_of(date);
+        if !self.months.contains(&m) {
+            self.months.push(m);
+        }
+    }
 }
 
 /// What applying one event did.
@@ -147,8 +202,11 @@ impl StudentState {
         let mut changes = Vec::new();
         // A record that loses to the stored one changes no figure, so no rule can change either.
         let Some(replaced) = self.upsert(event) else {
+            insert_sorted(&mut self.others, id_hash);
+            self.unsaved.others = true;
             return Outcome::Applied(changes);
         };
+        self.unsaved.head = true;
 
         let event_year = rules.school_year_of(event.date);
         let live = event.is_live();
@@ -334,11 +392,79 @@ impl StudentState {
         self.seen.len()
     }
 
+    /// The parts changed since the state was last saved (all of them for a new state).
+    pub fn unsaved(&self) -> &Unsaved {
+        &self.unsaved
+    }
+
+    /// Marks every part saved (after a store wrote what [`StudentState::unsaved`] named).
+    pub fn saved(&mut self) {
+        self.unsaved = Unsaved::default();
+    }
+
+    /// The head part: school year, figures and flags.
+    pub fn head(&self) -> Head {
+        Head {
+            current_year: self.current_year,
+            figures: self.figures,
+            raised: self.raised,
+            raises: self.raises.clone(),
+        }
+    }
+
+    /// The attendance records dated in `month` ([`month_of`]), by date.
+    pub fn attendance_of_month(&self, month: u32) -> &[AttendanceRecord] {
+        let a = &self.attendance;
+        let lo = a.partition_point(|r| month_of(r.date) < month);
+        let hi = lo + a[lo..].partition_point(|r| month_of(r.date) <= month);
+        &a[lo..hi]
+    }
+
+    /// The ids of applied events that no winning record carries, sorted.
+    pub fn other_ids(&self) -> &[u64] {
+        &self.others
+    }
+
+    /// Puts a stored state back together (its parts as [`StudentState::unsaved`] names them;
+    /// `attendance` sorted by date, `referrals` and `grades` as they were stored). The seen ids
+    /// are the records' ids plus `others`.
+    pub fn from_parts(
+        head: Head,
+        assignment: Option<AssignmentRecord>,
+        referrals: Vec<ReferralRecord>,
+        grades: Vec<GradeRecord>,
+        attendance: Vec<AttendanceRecord>,
+        others: Vec<u64>,
+    ) -> StudentState {
+        let winners = attendance
+            .iter()
+            .map(|r| &r.version)
+            .chain(referrals.iter().map(|r| &r.version))
+            .chain(grades.iter().map(|r| &r.version))
+            .chain(assignment.iter().map(|r| &r.version));
+        let mut seen: Vec<u64> = winners.map(|v| xxh3_64(v.event_id.as_bytes())).collect();
+        seen.extend_from_slice(&others);
+        seen.sort_unstable();
+        StudentState {
+            seen,
+            others,
+            attendance,
+            referrals,
+            grades,
+            assignment: assignment.map(Box::new),
+            current_year: head.current_year,
+            figures: head.figures,
+            raised: head.raised,
+            raises: head.raises,
+            unsaved: Unsaved::default(),
+        }
+    }
+
     /// Roughly the heap bytes this state holds (for bounding caches of states).
     pub fn approx_bytes(&self) -> usize {
         use std::mem::size_of;
         size_of::<StudentState>()
-            + self.seen.capacity() * size_of::<u64>()
+            + (self.seen.capacity() + self.others.capacity()) * size_of::<u64>()
             + self.attendance.capacity() * size_of::<AttendanceRecord>()
             + self.referrals.capacity() * (size_of::<ReferralRecord>() + 16)
             + self.grades.capacity() * (size_of::<GradeRecord>() + 32)
@@ -347,12 +473,15 @@ impl StudentState {
 
     /// Keeps the event's record if it beats the stored winner of its natural key. `None`: it
     /// lost, nothing changed; `Some(replaced)`: it is the winner now.
+    /// A replaced record's id joins `others`; the changed part is marked unsaved.
     fn upsert(&mut self, e: &Event) -> Option<Option<Replaced>> {
         let version = Version::of(e);
-        match &e.body {
+        let (replaced, old_id) = match &e.body {
             EventBody::AttendanceRecorded { status } => {
                 let rec = AttendanceRecord { date: e.date, status: *status, version };
-                upsert_sorted(&mut self.attendance, rec)
+                let done = upsert_sorted(&mut self.attendance, rec)?;
+                self.unsaved.month(e.date);
+                done
             }
             EventBody::ReferralRecorded { referral_id, action, retracted, .. } => {
                 let rec = ReferralRecord {
@@ -362,7 +491,9 @@ impl StudentState {
                     retracted: *retracted,
                     version,
                 };
-                upsert_sorted(&mut self.referrals, rec)
+                let done = upsert_sorted(&mut self.referrals, rec)?;
+                self.unsaved.referrals = true;
+                done
             }
             EventBody::GradePosted {
                 section_id, grading_period, subject, mark, retracted, ..
@@ -376,13 +507,18 @@ impl StudentState {
                     retracted: *retracted,
                     version,
                 };
-                upsert_sorted(&mut self.grades, rec)
+                let done = upsert_sorted(&mut self.grades, rec)?;
+                self.unsaved.grades = true;
+                done
             }
             EventBody::AdvocateAssigned { advocate_id, advocate } => {
-                let replaced = match &self.assignment {
+                let done = match &self.assignment {
                     Some(a) if version <= a.version => return None,
-                    Some(a) => Some(Replaced { date: a.date, live: true, absence: false }),
-                    None => None,
+                    Some(a) => (
+                        Some(Replaced { date: a.date, live: true, absence: false }),
+                        Some(xxh3_64(a.version.event_id.as_bytes())),
+                    ),
+                    None => (None, None),
                 };
                 self.assignment = Some(Box::new(AssignmentRecord {
                     date: e.date,
@@ -390,9 +526,15 @@ impl StudentState {
                     advocate: advocate.clone(),
                     version,
                 }));
-                Some(replaced)
+                self.unsaved.assignment = true;
+                done
             }
+        };
+        if let Some(id) = old_id {
+            insert_sorted(&mut self.others, id);
+            self.unsaved.others = true;
         }
+        Some(replaced)
     }
 
     /// The latest date among the winning, non-retracted records of any type.
@@ -528,6 +670,12 @@ fn find_hash(hashes: &[u64], h: u64) -> Result<usize, usize> {
     if hashes.get(i) == Some(&h) { Ok(i) } else { Err(i) }
 }
 
+/// Inserts `h` into the sorted `hashes` (it is not there: every id is applied once).
+fn insert_sorted(hashes: &mut Vec<u64>, h: u64) {
+    let at = hashes.partition_point(|x| *x < h);
+    hashes.insert(at, h);
+}
+
 /// The stored record an event's record replaced: what the cached figures must take back.
 #[derive(Debug, Clone, Copy)]
 struct Replaced {
@@ -613,8 +761,11 @@ impl Keyed for GradeRecord {
 }
 
 /// Inserts `rec` at its key's place, or replaces the stored record there if `rec` is newer.
-/// `None`: `rec` lost; `Some(replaced)`: `rec` is stored.
-fn upsert_sorted<R: Keyed>(records: &mut Vec<R>, rec: R) -> Option<Option<Replaced>> {
+/// `None`: `rec` lost; `Some((replaced, its id hash))`: `rec` is stored.
+fn upsert_sorted<R: Keyed>(
+    records: &mut Vec<R>,
+    rec: R,
+) -> Option<(Option<Replaced>, Option<u64>)> {
     // Attendance arrives mostly in date order: check the end before searching.
     let found = match records.last() {
         Some(last) if last.key() < rec.key() => Err(records.len()),
@@ -623,13 +774,14 @@ fn upsert_sorted<R: Keyed>(records: &mut Vec<R>, rec: R) -> Option<Option<Replac
     match found {
         Ok(i) if rec.version() > records[i].version() => {
             let replaced = records[i].replaced();
+            let old_id = xxh3_64(records[i].version().event_id.as_bytes());
             records[i] = rec;
-            Some(Some(replaced))
+            Some((Some(replaced), Some(old_id)))
         }
         Ok(_) => None,
         Err(i) => {
             records.insert(i, rec);
-            Some(None)
+            Some((None, None))
         }
     }
 }

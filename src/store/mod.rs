@@ -9,9 +9,14 @@
 //! compaction; files take several times the live data.
 //!
 //! Keys (one tree):
-//! - `s` + student_id → state: format byte + postcard of [`StudentState`]. Keyed by the student
-//!   alone, so a student's events fold into one state even when a producer did not key them
-//!   consistently.
+//! - `v` → the store's format byte, written when the store is created.
+//! - `s` + student_id length (u32, BE) + student_id + part → one part of the student's state
+//!   (format byte + postcard), so that a batch rewrites only what it changed
+//!   ([`crate::core::Unsaved`]): `h` head (school year, figures, flags), `a` assignment,
+//!   `r` referrals, `g` grades, `o` ids of applied events no record carries, `m` + month
+//!   (u32, BE) that month's attendance records in a compact form (day, status, `recorded_at`
+//!   relative to the day, event id). Keyed by the student alone, so a student's events fold into
+//!   one state even when a producer did not key them consistently.
 //! - `p` + partition (i32, big-endian) + student_id → nothing: the index of the students whose
 //!   events came through a partition, so a partition's students can be found (and moved)
 //!   together.
@@ -30,11 +35,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::StudentState;
+use crate::core::{AttendanceRecord, AttendanceStatus, StudentState, Version, month_of};
 use crate::notify::{AdvocateRecord, DigestItem, FailedNotification, Notification};
 
-/// Version of the encoding of stored values; a store written by a newer format is refused.
-const FORMAT: u8 = 1;
+/// Version of the store's keys and values; a store of another format is refused at open.
+/// 1: whole states under `s` + student_id. 2: states in parts.
+const FORMAT: u8 = 2;
+
+/// The sled page cache's default size, in MiB (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_MIB: u64 = 128;
 
 /// Why the store failed. Both are fatal for the service: it stops with the message.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +54,12 @@ pub enum StoreError {
     Locked { dir: String },
     #[error("store: the value at {key} cannot be read: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "store: {dir} was written by another version of ontrack (store format {found}, this one \
+         reads {FORMAT}); move it away (or point data_dir elsewhere) and start again: ontrack \
+         rebuilds the state from the topics' beginning"
+    )]
+    Format { dir: String, found: u8 },
 }
 
 /// A message to publish once its commit is durable; removed when the broker acknowledges it.
@@ -60,9 +75,10 @@ pub struct OutboxRecord {
 /// What one batch of input produced: written all together, or not at all.
 #[derive(Debug, Default)]
 pub struct Commit<'a> {
-    /// `(partition, student_id, state)`: the new state of every student the batch touched, and
-    /// the partition its events came through.
-    pub states: Vec<(i32, &'a str, &'a StudentState)>,
+    /// `(partition, student_id, state)`: every student the batch touched (only the parts the
+    /// state marks unsaved are written), with the partition its events came through when the
+    /// student is new to the store (`None`: already indexed).
+    pub states: Vec<(Option<i32>, &'a str, &'a StudentState)>,
     /// `(topic, partition, next offset)`: where to resume reading each input partition.
     pub offsets: Vec<(&'a str, i32, i64)>,
     /// Messages to publish, in order.
@@ -97,10 +113,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, with the default page cache.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(dir, DEFAULT_CACHE_MIB)
+    }
+
+    /// Opens (or creates) the store in `dir`; sled caches up to about `cache_mib` MiB of pages.
+    pub fn open_with_cache(dir: &Path, cache_mib: u64) -> Result<Store, StoreError> {
         // No background flusher: durability is exactly what `commit` flushes.
-        let config = sled::Config::new().path(dir).flush_every_ms(None);
+        let config = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .cache_capacity(cache_mib.saturating_mul(1 << 20));
         // sled releases its file lock from a background thread shortly after a store is dropped,
         // so an immediate reopen in the same process may wait a moment; another live process
         // holding it is an error.
@@ -118,13 +142,44 @@ impl Store {
             }
         };
         let tree = db.open_tree("ontrack")?;
+        match tree.get([b'v'])? {
+            Some(v) if v.as_ref() == [FORMAT] => {}
+            None if tree.is_empty() => {
+                tree.insert([b'v'], &[FORMAT])?;
+                tree.flush()?;
+            }
+            found => {
+                let found = found.and_then(|v| v.first().copied()).unwrap_or(1);
+                return Err(StoreError::Format { dir: dir.display().to_string(), found });
+            }
+        }
         Ok(Store { db, tree })
     }
 
     /// The stored state of a student, if any.
     pub fn student(&self, student_id: &str) -> Result<Option<StudentState>, StoreError> {
-        let key = state_key(student_id);
-        self.tree.get(&key)?.map(|v| decode_state(&key, &v)).transpose()
+        let prefix = state_prefix(student_id);
+        let (mut head, mut assignment, mut others) = (None, None, Vec::new());
+        let (mut referrals, mut grades, mut attendance) = (Vec::new(), Vec::new(), Vec::new());
+        let mut found = false;
+        for item in self.tree.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            found = true;
+            match key.get(prefix.len()) {
+                Some(b'h') => head = Some(decode(&key, &value)?),
+                Some(b'a') => assignment = decode(&key, &value)?,
+                Some(b'r') => referrals = decode(&key, &value)?,
+                Some(b'g') => grades = decode(&key, &value)?,
+                Some(b'o') => others = decode(&key, &value)?,
+                Some(b'm') => decode_month(&key, &value, prefix.len(), &mut attendance)?,
+                _ => return Err(corrupt(&key, "not a part of a student's state")),
+            }
+        }
+        if !found {
+            return Ok(None);
+        }
+        let head = head.ok_or_else(|| corrupt(&prefix, "a student's state without its head"))?;
+        Ok(Some(StudentState::from_parts(head, assignment, referrals, grades, attendance, others)))
     }
 
     /// Every student whose events came through `partition`, with their state, in `student_id`
@@ -160,8 +215,10 @@ impl Store {
     pub fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (partition, student_id, state) in commit.states {
-            batch.insert(state_key(student_id), encode(state));
-            batch.insert(partition_key(partition, student_id), &[]);
+            write_state(&mut batch, student_id, state);
+            if let Some(partition) = partition {
+                batch.insert(partition_key(partition, student_id), &[]);
+            }
         }
         for (topic, partition, offset) in commit.offsets {
             batch.insert(offset_key(topic, partition), &offset.to_be_bytes());
@@ -432,8 +489,103 @@ fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     key
 }
 
-fn state_key(student_id: &str) -> Vec<u8> {
-    prefixed(b's', student_id.as_bytes())
+/// `s` + the id's length + the id: no student's prefix is the start of another's keys.
+fn state_prefix(student_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(5 + student_id.len() + 5);
+    key.push(b's');
+    // Ids longer than 4 GiB cannot arrive in a Kafka message.
+    key.extend_from_slice(&u32::try_from(student_id.len()).unwrap_or(u32::MAX).to_be_bytes());
+    key.extend_from_slice(student_id.as_bytes());
+    key
+}
+
+fn part_key(prefix: &[u8], part: u8) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 5);
+    key.extend_from_slice(prefix);
+    key.push(part);
+    key
+}
+
+/// The parts of `state` it marks unsaved, into `batch`.
+fn write_state(batch: &mut sled::Batch, student_id: &str, state: &StudentState) {
+    let unsaved = state.unsaved();
+    let prefix = state_prefix(student_id);
+    let (_, referrals, grades, assignment) = state.records();
+    if unsaved.head {
+        batch.insert(part_key(&prefix, b'h'), encode(&state.head()));
+    }
+    if unsaved.assignment {
+        batch.insert(part_key(&prefix, b'a'), encode(&assignment));
+    }
+    if unsaved.referrals {
+        batch.insert(part_key(&prefix, b'r'), encode(&referrals));
+    }
+    if unsaved.grades {
+        batch.insert(part_key(&prefix, b'g'), encode(&grades));
+    }
+    if unsaved.others {
+        batch.insert(part_key(&prefix, b'o'), encode(&state.other_ids()));
+    }
+    for &month in &unsaved.months {
+        let mut key = part_key(&prefix, b'm');
+        key.extend_from_slice(&month.to_be_bytes());
+        batch.insert(key, encode_month(state.attendance_of_month(month)));
+    }
+}
+
+/// One month's attendance records: `(day of month, status, seconds of recorded_at after the
+/// day's midnight UTC, its nanoseconds, event_id)` each; a year of them is a few KB.
+type CompactAttendance<'a> = (u8, u8, i64, u32, &'a str);
+
+fn encode_month(records: &[AttendanceRecord]) -> sled::IVec {
+    let compact: Vec<CompactAttendance<'_>> = records
+        .iter()
+        .map(|r| {
+            let status = AttendanceStatus::ALL.iter().position(|s| *s == r.status).unwrap_or(0);
+            let midnight = r.date.midnight().assume_utc().unix_timestamp();
+            let v = &r.version;
+            (
+                r.date.day(),
+                status as u8,
+                v.recorded_at.secs - midnight,
+                v.recorded_at.nanos,
+                &*v.event_id,
+            )
+        })
+        .collect();
+    encode(&compact)
+}
+
+/// Appends the records of the month chunk at `key` (`prefix_len` bytes of student prefix, `m`,
+/// then the month) to `out`.
+fn decode_month(
+    key: &[u8],
+    value: &[u8],
+    prefix_len: usize,
+    out: &mut Vec<AttendanceRecord>,
+) -> Result<(), StoreError> {
+    let month: [u8; 4] = key
+        .get(prefix_len + 1..)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| corrupt(key, "bad month key"))?;
+    let month = u32::from_be_bytes(month);
+    let year = i32::try_from(month / 12).map_err(|_| corrupt(key, "bad month"))? - 10_000;
+    let month_of_year = time::Month::try_from(u8::try_from(month % 12 + 1).unwrap_or(1))
+        .map_err(|_| corrupt(key, "bad month"))?;
+    let compact: Vec<(u8, u8, i64, u32, compact_str::CompactString)> = decode(key, value)?;
+    out.reserve(compact.len());
+    for (day, status, secs, nanos, event_id) in compact {
+        let date = time::Date::from_calendar_date(year, month_of_year, day)
+            .map_err(|e| corrupt(key, &e.to_string()))?;
+        let status = *AttendanceStatus::ALL
+            .get(usize::from(status))
+            .ok_or_else(|| corrupt(key, "unknown attendance status"))?;
+        let midnight = date.midnight().assume_utc().unix_timestamp();
+        let recorded_at = crate::core::event::RecordedAt { secs: midnight + secs, nanos };
+        out.push(AttendanceRecord { date, status, version: Version { recorded_at, event_id } });
+    }
+    debug_assert!(out.last().is_none_or(|r| month_of(r.date) == month));
+    Ok(())
 }
 
 fn partition_key(partition: i32, student_id: &str) -> Vec<u8> {
@@ -490,10 +642,6 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], value: &[u8]) -> Result<T, S
     }
 }
 
-fn decode_state(key: &[u8], value: &[u8]) -> Result<StudentState, StoreError> {
-    decode(key, value)
-}
-
 fn corrupt(key: &[u8], reason: &str) -> StoreError {
     StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -539,7 +687,8 @@ mod tests {
         let students = district();
         {
             let store = Store::open(dir.path()).unwrap();
-            let states = students.iter().map(|(id, s)| (id.len() as i32 % 3, id, s)).collect();
+            let states =
+                students.iter().map(|(id, s)| (Some(id.len() as i32 % 3), id, s)).collect();
             let outbox = (0..3).map(|i| record("ontrack.flags", &format!("k{i}"))).collect();
             let offsets =
                 vec![("sis.attendance", 0, 120), ("sis.attendance", 1, 7), ("sis.grades", 0, 3)];
@@ -604,7 +753,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let students = district();
         let states =
-            students.iter().map(|(id, s)| (if id.ends_with('7') { 7 } else { 2 }, id, s)).collect();
+            students.iter().map(|(id, s)| (Some(if id.ends_with('7') { 7 } else { 2 }), id, s));
+        let states = states.collect();
         store.commit(Commit { states, ..Commit::default() }).unwrap();
         let mut expected: Vec<&str> =
             students.iter().map(|(id, _)| id).filter(|id| id.ends_with('7')).collect();
@@ -613,12 +763,109 @@ mod tests {
         assert_eq!(found, expected);
     }
 
+    /// Day by day, each batch writes only the parts it changed (and reads the rest back from
+    /// the store): the stored states equal states folded whole in memory.
+    #[test]
+    fn states_written_part_by_part_equal_states_folded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rules = Rules::default();
+        let mut district =
+            District::new(DistrictSpec { students: 40, days: 70, ..DistrictSpec::default() });
+        let mut whole = Students::default();
+        let mut parts_written = 0;
+        for day in 0..70 {
+            let mut touched: std::collections::BTreeMap<String, StudentState> = Default::default();
+            for e in district.day(day) {
+                let Ok(event) = decode_event(e.json.as_bytes()) else { continue };
+                whole.apply(&event, &rules);
+                let id = event.student_id.to_string();
+                let state = match touched.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let stored = store.student(v.key()).unwrap().unwrap_or_default();
+                        v.insert(stored)
+                    }
+                };
+                state.apply(&event, &rules);
+            }
+            parts_written += touched.values().map(|s| s.unsaved().months.len()).sum::<usize>();
+            let states = touched.iter().map(|(id, s)| (Some(0), id.as_str(), s)).collect();
+            store.commit(Commit { states, ..Commit::default() }).unwrap();
+        }
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        for (id, state) in whole.iter() {
+            assert_eq!(store.student(id).unwrap().as_ref(), Some(state), "{id}");
+        }
+        // About one month chunk per student and day: not the whole history each time.
+        assert!(parts_written < 40 * 70 * 2, "{parts_written} month chunks written");
+    }
+
+    /// What a state remembers through the store: losing and replaced events stay duplicates,
+    /// a replaced assignment's id too, and a reloaded state goes on folding like the original.
+    #[test]
+    fn seen_ids_survive_the_store_for_losers_and_replaced_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rules = Rules::default();
+        let ev = |id: &str, body: &str, at: &str| {
+            format!(
+                r#"{{"event_id":"{id}","student_id":"stu-1","school_id":"h1","date":"2026-10-05","recorded_at":"{at}",{body}}}"#
+            )
+        };
+        let absent = r#""type":"attendance","status":"absent_unexcused""#;
+        let excused = r#""type":"attendance","status":"absent_excused""#;
+        let assign = |adv: &str| format!(r#""type":"assignment","advocate_id":"{adv}""#);
+        let events = [
+            ev("a1", absent, "2026-10-05T09:00:00Z"),
+            ev("a2", excused, "2026-10-05T12:00:00Z"), // replaces a1
+            ev("a0", absent, "2026-10-05T08:00:00Z"),  // loses to a2
+            ev("s1", &assign("adv-1"), "2026-10-01T08:00:00Z"),
+            ev("s2", &assign("adv-2"), "2026-10-02T08:00:00Z"), // replaces s1
+        ];
+        let mut state = StudentState::default();
+        for e in &events {
+            state.apply(&decode_event(e.as_bytes()).unwrap(), &rules);
+        }
+        store
+            .commit(Commit { states: vec![(Some(0), "stu-1", &state)], ..Commit::default() })
+            .unwrap();
+        let mut loaded = store.student("stu-1").unwrap().unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(loaded.events_applied(), 5);
+        for e in &events {
+            let outcome = loaded.apply(&decode_event(e.as_bytes()).unwrap(), &rules);
+            assert_eq!(outcome, crate::core::Outcome::Duplicate, "{e}");
+        }
+        assert_eq!(loaded.other_ids().len(), 3, "a1, a0 and s1 are no record's id");
+    }
+
     #[test]
     fn a_value_of_an_unknown_format_is_refused_with_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.tree.insert(state_key("stu-1"), &[9u8, 1, 2][..]).unwrap();
+        store.tree.insert(part_key(&state_prefix("stu-1"), b'h'), &[9u8, 1, 2][..]).unwrap();
         let err = store.student("stu-1").unwrap_err().to_string();
         assert!(err.contains("stu-1") && err.contains("format 9"), "{err}");
+    }
+
+    /// A data_dir of the format before states were stored in parts is refused at open with what
+    /// to do, not read as an empty store (that would resume at stored offsets with no states).
+    #[test]
+    fn a_store_of_the_previous_format_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(dir.path()).open().unwrap();
+            let tree = db.open_tree("ontrack").unwrap();
+            tree.insert(b"sstu-1", &[1u8, 0][..]).unwrap();
+            tree.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("store format 1") && err.contains("rebuilds"), "{err}");
+        // A store of this format opens again.
+        let fresh = tempfile::tempdir().unwrap();
+        drop(Store::open(fresh.path()).unwrap());
+        assert!(Store::open(fresh.path()).is_ok());
     }
 }
