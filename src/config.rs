@@ -16,7 +16,7 @@ use crate::pipeline::Topics;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the sled store lives.
+    /// Where the store (fjall) lives.
     pub data_dir: PathBuf,
     /// A rules file (TOML, see README); the defaults of DESIGN.md without one.
     pub rules_file: Option<PathBuf>,
@@ -53,12 +53,11 @@ pub struct KafkaConfig {
     pub librdkafka: BTreeMap<String, String>,
 }
 
-/// `[store]`: the sled store in `data_dir`.
+/// `[store]`: the store in `data_dir`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Memory (MiB) for sled's page cache (sled's own default, 1 GiB, is most of the memory a
-    /// large district would take).
+    /// Memory (MiB) for the store's block cache (recently read blocks of stored states).
     pub cache_mib: u64,
 }
 
@@ -84,7 +83,7 @@ impl Default for AdminConfig {
     }
 }
 
-/// `[batch]`: one sled flush and one Kafka commit per batch, not per event.
+/// `[batch]`: one store fsync and one Kafka commit per batch, not per event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
@@ -203,7 +202,7 @@ impl Config {
             return fail("batch.max_events", "must be at least 1");
         }
         if self.store.cache_mib == 0 {
-            return fail("store.cache_mib", "must be at least 1 (MiB of sled page cache)");
+            return fail("store.cache_mib", "must be at least 1 (MiB of block cache)");
         }
         let t = &self.topics;
         let names = [

@@ -110,7 +110,7 @@ impl Telemetry {
             gauge_vec(&r, "ontrack_build_info", "Always 1; the running version.", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let store_size =
-            must(IntGauge::new("ontrack_store_size_bytes", "Size of the sled store on disk."));
+            must(IntGauge::new("ontrack_store_size_bytes", "Size of the store on disk."));
         must(r.register(Box::new(store_size.clone())));
         let assigned = must(IntGauge::new(
             "ontrack_assigned_partitions",

@@ -173,7 +173,10 @@ fn compose_and_kubernetes_files_parse_and_agree_with_the_service() {
                     container["livenessProbe"]["httpGet"]["path"].as_str(),
                     Some("/healthz")
                 );
-                assert!(!doc["spec"]["volumeClaimTemplates"].is_badvalue(), "a volume for sled");
+                assert!(
+                    !doc["spec"]["volumeClaimTemplates"].is_badvalue(),
+                    "a volume for the store"
+                );
             }
         }
     }

@@ -26,7 +26,7 @@ pub struct Planner {
     default_tz: TimeZone,
 }
 
-/// A batch's notification writes, with what the batch already decided (sled batches cannot read
+/// A batch's notification writes, with what the batch already decided (write batches cannot read
 /// their own writes).
 #[derive(Debug, Default)]
 pub struct Pending {

@@ -1,14 +1,16 @@
 //! The durable store: student states, input offsets and the outbox of messages to publish, in one
-//! sled tree so that one [`Commit`] is one atomic batch.
+//! fjall keyspace (an LSM tree) so that one [`Commit`] is one atomic write batch.
 //!
-//! Everything that touches sled lives here, so another store could replace it without touching
-//! the rest. What sled promises, and what it does not: a batch is applied atomically (all of it or
-//! none after a crash); data is durable only after `flush`, which [`Store::commit`] calls (sled
-//! fsyncs with `sync_file_range`, which does not flush a disk's volatile write cache; its
-//! background flush is turned off here); deleted values may stay readable in the files until
-//! compaction; files take several times the live data.
+//! Everything that touches fjall lives here, so another store could replace it without touching
+//! the rest. What fjall promises, and what it does not: a write batch goes into its journal as
+//! one unit and is recovered all or nothing after a crash; it is durable once the journal is
+//! fsync'd, which [`Store::commit`] asks for (other writes reach the operating system at once and
+//! the disk later); deleted values stay in the files until compaction removes them.
+//! (sled, the first store, kept several times its page cache in memory once states were written
+//! in parts: 1.3 GiB at 20,000 students with a 128 MiB cache, more with a smaller one; see
+//! BENCHMARKS.md.)
 //!
-//! Keys (one tree):
+//! Keys (one keyspace):
 //! - `v` → the store's format byte, written when the store is created.
 //! - `s` + student_id length (u32, BE) + student_id + part → one part of the student's state
 //!   (format byte + postcard), so that a batch rewrites only what it changed
@@ -42,14 +44,14 @@ use crate::notify::{AdvocateRecord, DigestItem, FailedNotification, Notification
 /// 1: whole states under `s` + student_id. 2: states in parts.
 const FORMAT: u8 = 2;
 
-/// The sled page cache's default size, in MiB (sled's own default is 1 GiB).
+/// The block cache's default size, in MiB.
 pub const DEFAULT_CACHE_MIB: u64 = 128;
 
 /// Why the store failed. Both are fatal for the service: it stops with the message.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Engine(#[from] fjall::Error),
     #[error("store: {dir} is in use by another process (another ontrack with the same data_dir?)")]
     Locked { dir: String },
     #[error("store: the value at {key} cannot be read: {reason}")]
@@ -105,11 +107,19 @@ pub struct NotifyCommit {
     pub enabled_endpoints: Vec<String>,
 }
 
-/// The store; cheap to clone (sled handles are shared).
-#[derive(Debug, Clone)]
+/// The store; cheap to clone (fjall handles are shared).
+#[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+    db: fjall::Database,
+    tree: fjall::Keyspace,
+    /// The next sequence number for queue keys (`x`, `n`, `g`, `f`): above every stored one.
+    next_seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.tree.path()).finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -118,42 +128,49 @@ impl Store {
         Store::open_with_cache(dir, DEFAULT_CACHE_MIB)
     }
 
-    /// Opens (or creates) the store in `dir`; sled caches up to about `cache_mib` MiB of pages.
+    /// Opens (or creates) the store in `dir`, with a block cache of about `cache_mib` MiB.
     pub fn open_with_cache(dir: &Path, cache_mib: u64) -> Result<Store, StoreError> {
-        // No background flusher: durability is exactly what `commit` flushes.
-        let config = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .cache_capacity(cache_mib.saturating_mul(1 << 20));
-        // sled releases its file lock from a background thread shortly after a store is dropped,
-        // so an immediate reopen in the same process may wait a moment; another live process
-        // holding it is an error.
+        let dir_name = || dir.display().to_string();
+        if dir.join("conf").exists() && dir.join("db").exists() {
+            // sled's files: the store of ontrack before format 2.
+            return Err(StoreError::Format { dir: dir_name(), found: 1 });
+        }
+        // The lock is released when the last handle of a dropped store goes (background workers
+        // hold some briefly), so an immediate reopen in the same process may wait a moment;
+        // another live process holding it is an error.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let db = loop {
-            match config.open() {
+            let builder =
+                fjall::Database::builder(dir).cache_size(cache_mib.saturating_mul(1 << 20));
+            match builder.open() {
                 Ok(db) => break db,
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    if std::time::Instant::now() > deadline {
-                        return Err(StoreError::Locked { dir: dir.display().to_string() });
-                    }
+                Err(fjall::Error::Locked) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
+                Err(fjall::Error::Locked) => return Err(StoreError::Locked { dir: dir_name() }),
                 Err(e) => return Err(e.into()),
             }
         };
-        let tree = db.open_tree("ontrack")?;
+        let tree = db.keyspace("ontrack", fjall::KeyspaceCreateOptions::default)?;
         match tree.get([b'v'])? {
             Some(v) if v.as_ref() == [FORMAT] => {}
-            None if tree.is_empty() => {
-                tree.insert([b'v'], &[FORMAT])?;
-                tree.flush()?;
+            None if tree.is_empty()? => {
+                tree.insert([b'v'], [FORMAT])?;
+                db.persist(fjall::PersistMode::SyncAll)?;
             }
             found => {
                 let found = found.and_then(|v| v.first().copied()).unwrap_or(1);
-                return Err(StoreError::Format { dir: dir.display().to_string(), found });
+                return Err(StoreError::Format { dir: dir_name(), found });
             }
         }
-        Ok(Store { db, tree })
+        let next_seq = max_seq(&tree)?.map_or(1, |s| s + 1);
+        let next_seq = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(next_seq));
+        Ok(Store { db, tree, next_seq })
+    }
+
+    /// A new sequence number, greater than every one handed out or stored before.
+    fn generate_id(&self) -> Result<u64, StoreError> {
+        Ok(self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The stored state of a student, if any.
@@ -162,8 +179,8 @@ impl Store {
         let (mut head, mut assignment, mut others) = (None, None, Vec::new());
         let (mut referrals, mut grades, mut attendance) = (Vec::new(), Vec::new(), Vec::new());
         let mut found = false;
-        for item in self.tree.scan_prefix(&prefix) {
-            let (key, value) = item?;
+        for item in self.tree.prefix(&prefix) {
+            let (key, value) = item.into_inner()?;
             found = true;
             match key.get(prefix.len()) {
                 Some(b'h') => head = Some(decode(&key, &value)?),
@@ -189,8 +206,8 @@ impl Store {
         partition: i32,
     ) -> impl Iterator<Item = Result<(String, StudentState), StoreError>> + '_ {
         let prefix = partition_key(partition, "");
-        self.tree.scan_prefix(&prefix).map(move |item| {
-            let (key, _) = item?;
+        self.tree.prefix(prefix.clone()).map(move |item| {
+            let key = item.key()?;
             let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             let state = self.student(&id)?.ok_or_else(|| corrupt(&key, "indexed, not stored"))?;
             Ok((id, state))
@@ -213,21 +230,21 @@ impl Store {
     /// Writes the whole commit as one atomic batch and flushes it to disk before returning, so
     /// that nothing derived from it (a published flag, a Kafka offset commit) can get ahead of it.
     pub fn commit(&self, commit: Commit<'_>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::new(self);
         for (partition, student_id, state) in commit.states {
             write_state(&mut batch, student_id, state);
             if let Some(partition) = partition {
-                batch.insert(partition_key(partition, student_id), &[]);
+                batch.insert(partition_key(partition, student_id), []);
             }
         }
         for (topic, partition, offset) in commit.offsets {
-            batch.insert(offset_key(topic, partition), &offset.to_be_bytes());
+            batch.insert(offset_key(topic, partition), offset.to_be_bytes());
         }
         for record in &commit.outbox {
-            batch.insert(&outbox_key(self.db.generate_id()?), encode(record));
+            batch.insert(outbox_key(self.generate_id()?), encode(record));
         }
         for (flag, school, count) in commit.raised_counts {
-            batch.insert(raised_key(flag, school), &count.to_be_bytes());
+            batch.insert(raised_key(flag, school), count.to_be_bytes());
         }
         let n = commit.notify;
         for (id, record) in &n.advocates {
@@ -237,19 +254,18 @@ impl Store {
             batch.insert(prefixed(b'd', id.as_bytes()), encode(date));
         }
         for record in &n.notifications {
-            batch.insert(&seq_key(b'n', self.db.generate_id()?), encode(record));
+            batch.insert(seq_key(b'n', self.generate_id()?), encode(record));
         }
         for (due, item) in &n.digest_items {
-            batch.insert(&self.digest_key(*due)?, encode(item));
+            batch.insert(self.digest_key(*due)?, encode(item));
         }
         for record in &n.failed {
-            batch.insert(&seq_key(b'f', self.db.generate_id()?), encode(record));
+            batch.insert(seq_key(b'f', self.generate_id()?), encode(record));
         }
         for url in &n.enabled_endpoints {
             batch.remove(prefixed(b'w', url.as_bytes()));
         }
-        self.tree.apply_batch(batch)?;
-        self.tree.flush()?;
+        batch.0.durability(Some(fjall::PersistMode::SyncAll)).commit()?;
         Ok(())
     }
 
@@ -264,25 +280,22 @@ impl Store {
         after: Option<u64>,
     ) -> impl Iterator<Item = Result<(u64, OutboxRecord), StoreError>> + '_ {
         let from = outbox_key(after.map_or(0, |s| s.saturating_add(1)));
-        self.tree
-            .range(from..)
-            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k[0] == b'x'))
-            .map(|item| {
-                let (key, value) = item?;
-                let seq: [u8; 8] =
-                    key[1..].try_into().map_err(|_| corrupt(&key, "bad sequence key"))?;
-                Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
-            })
+        self.tree.range(from..=outbox_key(u64::MAX)).map(|item| {
+            let (key, value) = item.into_inner()?;
+            let seq: [u8; 8] =
+                key[1..].try_into().map_err(|_| corrupt(&key, "bad sequence key"))?;
+            Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
+        })
     }
 
     /// Removes published records from the outbox (not flushed: a record lost from this removal
     /// by a crash is published again, which consumers see as a repeat of the same message).
     pub fn acked(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::new(self);
         for seq in seqs {
-            batch.remove(&outbox_key(*seq));
+            batch.remove(outbox_key(*seq));
         }
-        Ok(self.tree.apply_batch(batch)?)
+        Ok(batch.0.commit()?)
     }
 }
 
@@ -302,8 +315,8 @@ impl Store {
     /// Every `(flag, school, count)` stored.
     pub fn raised_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix([b'r']) {
-            let (key, value) = item?;
+        for item in self.tree.prefix([b'r']) {
+            let (key, value) = item.into_inner()?;
             let rest = String::from_utf8_lossy(&key[1..]).into_owned();
             let (flag, school) = rest.split_once('\0').ok_or_else(|| corrupt(&key, "bad key"))?;
             let b: [u8; 8] = value.as_ref().try_into().map_err(|_| corrupt(&key, "not 8 bytes"))?;
@@ -314,7 +327,7 @@ impl Store {
 
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.disk_space()?)
     }
 
     /// `(depth, oldest created_at_ms)` of the notifications waiting for delivery, and the depths
@@ -328,11 +341,11 @@ impl Store {
             oldest = Some(oldest.map_or(n.created_at_ms, |o: i64| o.min(n.created_at_ms)));
         }
         Ok(QueueDepths {
-            kafka: self.tree.scan_prefix([b'x']).count(),
+            kafka: self.tree.prefix([b'x']).count(),
             notifications,
             oldest_notification_ms: oldest,
-            digest: self.tree.scan_prefix([b'g']).count(),
-            failed: self.tree.scan_prefix([b'f']).count(),
+            digest: self.tree.prefix([b'g']).count(),
+            failed: self.tree.prefix([b'f']).count(),
         })
     }
 }
@@ -396,10 +409,10 @@ impl Store {
                 self.tree.insert(key, encode(retry))?;
             }
             Err(failed) => {
-                let mut batch = sled::Batch::default();
-                batch.remove(&key);
-                batch.insert(&seq_key(b'f', self.db.generate_id()?), encode(failed));
-                self.tree.apply_batch(batch)?;
+                let mut batch = Batch::new(self);
+                batch.remove(key);
+                batch.insert(seq_key(b'f', self.generate_id()?), encode(failed));
+                batch.0.commit()?;
             }
         }
         Ok(())
@@ -409,16 +422,16 @@ impl Store {
     pub fn due_digest_items(
         &self,
         now_ms: i64,
-    ) -> Result<Vec<(sled::IVec, DigestItem)>, StoreError> {
+    ) -> Result<Vec<(DigestKey, DigestItem)>, StoreError> {
         let mut due = Vec::new();
-        for item in self.tree.scan_prefix([b'g']) {
-            let (key, value) = item?;
+        for item in self.tree.prefix([b'g']) {
+            let (key, value) = item.into_inner()?;
             let at: [u8; 8] = key[1..9].try_into().map_err(|_| corrupt(&key, "bad digest key"))?;
             if u64::from_be_bytes(at) > now_ms.max(0) as u64 {
                 break;
             }
             let item = decode(&key, &value)?;
-            due.push((key, item));
+            due.push((DigestKey(key), item));
         }
         Ok(due)
     }
@@ -426,22 +439,21 @@ impl Store {
     /// Replaces digest items by the notifications (or failures) grouping them, atomically.
     pub fn digested(
         &self,
-        items: &[sled::IVec],
+        items: &[DigestKey],
         notifications: &[Notification],
         failed: &[FailedNotification],
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::new(self);
         for key in items {
-            batch.remove(key.clone());
+            batch.remove(key.0.clone());
         }
         for n in notifications {
-            batch.insert(&seq_key(b'n', self.db.generate_id()?), encode(n));
+            batch.insert(seq_key(b'n', self.generate_id()?), encode(n));
         }
         for f in failed {
-            batch.insert(&seq_key(b'f', self.db.generate_id()?), encode(f));
+            batch.insert(seq_key(b'f', self.generate_id()?), encode(f));
         }
-        self.tree.apply_batch(batch)?;
-        Ok(self.tree.flush().map(drop)?)
+        Ok(batch.0.durability(Some(fjall::PersistMode::SyncAll)).commit()?)
     }
 
     /// Why a webhook endpoint is disabled, if it is.
@@ -459,7 +471,7 @@ impl Store {
     fn digest_key(&self, due_ms: i64) -> Result<[u8; 17], StoreError> {
         let mut key = [b'g'; 17];
         key[1..9].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
-        key[9..].copy_from_slice(&self.db.generate_id()?.to_be_bytes());
+        key[9..].copy_from_slice(&self.generate_id()?.to_be_bytes());
         Ok(key)
     }
 
@@ -467,13 +479,56 @@ impl Store {
         &self,
         prefix: u8,
     ) -> impl Iterator<Item = Result<(u64, T), StoreError>> + '_ {
-        self.tree.scan_prefix([prefix]).map(|item| {
-            let (key, value) = item?;
+        self.tree.prefix([prefix]).map(|item| {
+            let (key, value) = item.into_inner()?;
             let seq: [u8; 8] =
                 key[1..].try_into().map_err(|_| corrupt(&key, "bad sequence key"))?;
             Ok((u64::from_be_bytes(seq), decode(&key, &value)?))
         })
     }
+}
+
+/// A write batch on the store's keyspace.
+struct Batch<'s>(fjall::OwnedWriteBatch, &'s fjall::Keyspace);
+
+impl Batch<'_> {
+    fn new(store: &Store) -> Batch<'_> {
+        Batch(store.db.batch(), &store.tree)
+    }
+
+    fn insert(&mut self, key: impl Into<fjall::UserKey>, value: impl Into<fjall::UserValue>) {
+        self.0.insert(self.1, key, value);
+    }
+
+    fn remove(&mut self, key: impl Into<fjall::UserKey>) {
+        self.0.remove(self.1, key);
+    }
+}
+
+/// The key of a digest item waiting for its digest.
+#[derive(Debug, Clone)]
+pub struct DigestKey(fjall::UserKey);
+
+/// The greatest sequence number in a stored key (`x`, `n`, `f`: after the prefix; `g`: after the
+/// due time).
+fn max_seq(tree: &fjall::Keyspace) -> Result<Option<u64>, StoreError> {
+    let seq_at = |key: &[u8], at: usize| -> Result<u64, StoreError> {
+        let b: [u8; 8] = key
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt(key, "bad sequence key"))?;
+        Ok(u64::from_be_bytes(b))
+    };
+    let mut max = None;
+    for prefix in [b'x', b'n', b'f'] {
+        if let Some(last) = tree.prefix([prefix]).next_back() {
+            max = max.max(Some(seq_at(&last.key()?, 1)?));
+        }
+    }
+    for item in tree.prefix([b'g']) {
+        max = max.max(Some(seq_at(&item.key()?, 9)?));
+    }
+    Ok(max)
 }
 
 fn prefixed(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -507,7 +562,7 @@ fn part_key(prefix: &[u8], part: u8) -> Vec<u8> {
 }
 
 /// The parts of `state` it marks unsaved, into `batch`.
-fn write_state(batch: &mut sled::Batch, student_id: &str, state: &StudentState) {
+fn write_state(batch: &mut Batch<'_>, student_id: &str, state: &StudentState) {
     let unsaved = state.unsaved();
     let prefix = state_prefix(student_id);
     let (_, referrals, grades, assignment) = state.records();
@@ -537,7 +592,7 @@ fn write_state(batch: &mut sled::Batch, student_id: &str, state: &StudentState) 
 /// day's midnight UTC, its nanoseconds, event_id)` each; a year of them is a few KB.
 type CompactAttendance<'a> = (u8, u8, i64, u32, &'a str);
 
-fn encode_month(records: &[AttendanceRecord]) -> sled::IVec {
+fn encode_month(records: &[AttendanceRecord]) -> fjall::Slice {
     let compact: Vec<CompactAttendance<'_>> = records
         .iter()
         .map(|r| {
@@ -611,9 +666,9 @@ fn outbox_key(seq: u64) -> [u8; 9] {
 }
 
 /// Format byte + postcard, written into a per-thread scratch buffer that keeps its capacity, then
-/// copied once into sled's value (states are tens of KB: growing a fresh Vec for each one cost
+/// copied once into the stored value (values of many KB: growing a fresh Vec for each one cost
 /// several reallocations and copies).
-fn encode<T: Serialize>(value: &T) -> sled::IVec {
+fn encode<T: Serialize>(value: &T) -> fjall::Slice {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -623,7 +678,7 @@ fn encode<T: Serialize>(value: &T) -> sled::IVec {
         buf.push(FORMAT);
         // postcard writes any serde value of ours; it fails only on unsupported types.
         let buf = postcard::to_extend(value, buf).expect("stored types serialize with postcard");
-        let value = sled::IVec::from(&buf[..]);
+        let value = fjall::Slice::from(&buf[..]);
         *scratch.borrow_mut() = buf;
         value
     })
@@ -722,6 +777,27 @@ mod tests {
         store.acked(&[pending[0].0, pending[2].0]).unwrap();
         let keys: Vec<String> = store.pending().map(|r| key(&r.unwrap().1)).collect();
         assert_eq!(keys, ["0-1", "1-1", "2-0", "2-1"]);
+    }
+
+    /// Sequence numbers go on rising across a reopen: records queued after a restart come after
+    /// the ones left from before it.
+    #[test]
+    fn the_outbox_keeps_its_order_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = |store: &Store| -> Vec<String> {
+            let key = |r: OutboxRecord| String::from_utf8(r.key.unwrap()).unwrap();
+            store.pending().map(|r| key(r.unwrap().1)).collect()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let outbox = vec![record("t", "before-1"), record("t", "before-2")];
+            store.commit(Commit { outbox, ..Commit::default() }).unwrap();
+            let first = store.pending().next().unwrap().unwrap().0;
+            store.acked(&[first]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        store.commit(Commit { outbox: vec![record("t", "after")], ..Commit::default() }).unwrap();
+        assert_eq!(keys(&store), ["before-2", "after"]);
     }
 
     #[test]
@@ -850,19 +926,22 @@ mod tests {
         assert!(err.contains("stu-1") && err.contains("format 9"), "{err}");
     }
 
-    /// A data_dir of the format before states were stored in parts is refused at open with what
+    /// A data_dir of an earlier format (format 1 was sled's files) is refused at open with what
     /// to do, not read as an empty store (that would resume at stored offsets with no states).
     #[test]
-    fn a_store_of_the_previous_format_is_refused_at_open() {
+    fn a_store_of_another_format_is_refused_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::Config::new().path(dir.path()).open().unwrap();
-            let tree = db.open_tree("ontrack").unwrap();
-            tree.insert(b"sstu-1", &[1u8, 0][..]).unwrap();
-            tree.flush().unwrap();
-        }
+        std::fs::write(dir.path().join("conf"), "segment_size: 524288\n").unwrap();
+        std::fs::write(dir.path().join("db"), [0u8; 64]).unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("store format 1") && err.contains("rebuilds"), "{err}");
+        let future = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(future.path()).unwrap();
+            store.tree.insert([b'v'], [9u8]).unwrap();
+        }
+        let err = Store::open(future.path()).unwrap_err().to_string();
+        assert!(err.contains("store format 9"), "{err}");
         // A store of this format opens again.
         let fresh = tempfile::tempdir().unwrap();
         drop(Store::open(fresh.path()).unwrap());
