@@ -1,6 +1,7 @@
 //! Helpers of `scripts/bench` (not part of the product): create the benchmark's topics, measure
 //! the raw-consume ceiling, wait for a consumer group to catch up, and read event → flag latency
-//! off the flags topic.
+//! off the flags topic; and `fold`, the service's pipeline and store without Kafka, for districts
+//! too large for the broker's disk (memory and store size per student at 1,000,000 students).
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,23 @@ enum Command {
         #[arg(long)]
         since_ms: i64,
     },
+    /// Fold JSON Lines events from standard input (e.g. `ontrack synth --out -`) through the
+    /// service's pipeline and store into DATA_DIR (batches of 5,000, partition
+    /// `hash(student) % 4`, no Kafka); prints events/s, this process's peak RSS (the generator
+    /// runs in its own) and the store's size per student.
+    Fold {
+        /// Students in the input (for the per-student store size).
+        #[arg(long)]
+        students: u64,
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        /// `batch.state_cache_mib` of the service.
+        #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_CACHE_MIB)]
+        state_cache_mib: usize,
+        /// `store.cache_mib` of the service.
+        #[arg(long, default_value_t = ontrack::store::DEFAULT_CACHE_MIB)]
+        store_cache_mib: u64,
+    },
 }
 
 const INPUTS: [&str; 4] = ["sis.attendance", "sis.discipline", "sis.grades", "roster.assignments"];
@@ -79,7 +97,84 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CaughtUp { prefix, group, timeout_s } => caught_up(b, &prefix, &group, timeout_s),
         Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
+        Command::Fold { students, data_dir, state_cache_mib, store_cache_mib } => {
+            let store = ontrack::store::Store::open_with_cache(&data_dir, store_cache_mib)?;
+            fold(students, store, state_cache_mib)
+        }
     }
+}
+
+/// The pipeline of `ontrack run` over the events on standard input, without a broker.
+fn fold(students: u64, store: ontrack::store::Store, state_cache_mib: usize) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+
+    use ontrack::pipeline::{InputMessage, Pipeline, Topics};
+    let pipeline = Pipeline::new(store, ontrack::core::Rules::default(), Topics::default())
+        .with_cache_mib(state_cache_mib);
+    let topics = Topics::default();
+    let mut offsets = std::collections::HashMap::<(&str, i32), i64>::new();
+    let (started, mut events) = (Instant::now(), 0u64);
+    let now = time::OffsetDateTime::now_utc();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut batch_lines: Vec<String> = Vec::with_capacity(5_000);
+    loop {
+        batch_lines.clear();
+        for line in lines.by_ref().take(5_000) {
+            batch_lines.push(line?);
+        }
+        if batch_lines.is_empty() {
+            break;
+        }
+        let mut batch = Vec::with_capacity(batch_lines.len());
+        for line in &batch_lines {
+            let event = ontrack::core::decode(line.as_bytes())
+                .map_err(|e| anyhow::anyhow!("fold: bad input line: {e}"))?;
+            let topic = topics.input_of(event.kind());
+            let partition = (xxhash_rust::xxh3::xxh3_64(event.student_id.as_bytes()) % 4) as i32;
+            let offset = offsets.entry((topic, partition)).or_default();
+            *offset += 1;
+            batch.push(InputMessage {
+                topic,
+                partition,
+                offset: *offset - 1,
+                key: None,
+                payload: Some(line.as_bytes()),
+                timestamp_ms: None,
+            });
+        }
+        pipeline.process(&batch, now)?;
+        let before = events;
+        events += batch.len() as u64;
+        if events / 5_000_000 != before / 5_000_000 {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "events={events} s={secs:.0} events_per_s={:.0} rss_mib={}",
+                events as f64 / secs,
+                status_kib("VmRSS") / 1024
+            );
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let store_bytes = pipeline.store().size_on_disk()?;
+    println!(
+        "events={events} fold_s={secs:.1} fold_events_per_s={:.0} rss_mib={} store_mib={} store_bytes_per_student={}",
+        events as f64 / secs,
+        status_kib("VmHWM") / 1024,
+        store_bytes >> 20,
+        store_bytes / students.max(1)
+    );
+    Ok(())
+}
+
+/// A `/proc/self/status` figure in KiB (0 if unreadable).
+fn status_kib(name: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn inputs(prefix: &str) -> Vec<String> {

@@ -151,7 +151,11 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
-        let tree = db.keyspace("ontrack", fjall::KeyspaceCreateOptions::default)?;
+        // A 16 MiB memtable instead of 64: inserts search a smaller skiplist (measured with
+        // `ontrack-bench fold`, 20,000 students × 60 days: 126k → 134k events/s, 338 → 251 MiB).
+        let tree = db.keyspace("ontrack", || {
+            fjall::KeyspaceCreateOptions::default().max_memtable_size(16 << 20)
+        })?;
         match tree.get([b'v'])? {
             Some(v) if v.as_ref() == [FORMAT] => {}
             None if tree.is_empty()? => {
