@@ -23,7 +23,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub topics: Topics,
     pub batch: BatchConfig,
-    pub store: StoreConfig,
+    pub store: crate::store::StoreOptions,
     pub notify: NotifyConfig,
     pub admin: AdminConfig,
     /// For demos and tests: the service's clock starts at this RFC 3339 instant (and runs at
@@ -51,20 +51,6 @@ pub struct KafkaConfig {
     /// (e.g. `"security.protocol" = "SASL_SSL"`); numbers and booleans are taken as text.
     #[serde(deserialize_with = "scalars_as_text")]
     pub librdkafka: BTreeMap<String, String>,
-}
-
-/// `[store]`: the store in `data_dir`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// Memory (MiB) for the store's block cache (recently read blocks of stored states).
-    pub cache_mib: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig { cache_mib: crate::store::DEFAULT_CACHE_MIB }
-    }
 }
 
 /// `[admin]`: the admin HTTP server.
@@ -104,7 +90,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             topics: Topics::default(),
             batch: BatchConfig::default(),
-            store: StoreConfig::default(),
+            store: crate::store::StoreOptions::default(),
             notify: NotifyConfig::default(),
             admin: AdminConfig::default(),
             clock_start: String::new(),
@@ -203,6 +189,9 @@ impl Config {
         }
         if self.store.cache_mib == 0 {
             return fail("store.cache_mib", "must be at least 1 (MiB of block cache)");
+        }
+        if self.store.memtable_mib == 0 {
+            return fail("store.memtable_mib", "must be at least 1 (MiB of memtable)");
         }
         let t = &self.topics;
         let names = [

@@ -74,10 +74,9 @@ fn serve(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let partitions = crate::kafka::admin::ensure_topics(config)?;
-    let store =
-        Store::open_with_cache(&config.data_dir, config.store.cache_mib).with_context(|| {
-            format!("data_dir {}: cannot open the store", config.data_dir.display())
-        })?;
+    let store = Store::open_with(&config.data_dir, &config.store).with_context(|| {
+        format!("data_dir {}: cannot open the store", config.data_dir.display())
+    })?;
     let publisher = Publisher::new(&config.kafka, telemetry.clone())
         .context("kafka: cannot create the producer")?;
     let notifications =

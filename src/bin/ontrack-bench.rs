@@ -76,8 +76,11 @@ enum Command {
         #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_CACHE_MIB)]
         state_cache_mib: usize,
         /// `store.cache_mib` of the service.
-        #[arg(long, default_value_t = ontrack::store::DEFAULT_CACHE_MIB)]
+        #[arg(long, default_value_t = ontrack::store::StoreOptions::default().cache_mib)]
         store_cache_mib: u64,
+        /// `store.memtable_mib` of the service.
+        #[arg(long, default_value_t = ontrack::store::StoreOptions::default().memtable_mib)]
+        memtable_mib: u64,
     },
 }
 
@@ -97,8 +100,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CaughtUp { prefix, group, timeout_s } => caught_up(b, &prefix, &group, timeout_s),
         Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
-        Command::Fold { students, data_dir, state_cache_mib, store_cache_mib } => {
-            let store = ontrack::store::Store::open_with_cache(&data_dir, store_cache_mib)?;
+        Command::Fold { students, data_dir, state_cache_mib, store_cache_mib, memtable_mib } => {
+            let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
+            let store = ontrack::store::Store::open_with(&data_dir, &options)?;
             fold(students, store, state_cache_mib)
         }
     }

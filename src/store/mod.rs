@@ -44,8 +44,23 @@ use crate::notify::{AdvocateRecord, DigestItem, FailedNotification, Notification
 /// 1: whole states under `s` + student_id. 2: states in parts.
 const FORMAT: u8 = 2;
 
-/// The block cache's default size, in MiB.
-pub const DEFAULT_CACHE_MIB: u64 = 128;
+/// `[store]`: memory the store may use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreOptions {
+    /// Block cache (recently read blocks of stored states), MiB.
+    pub cache_mib: u64,
+    /// Writes are gathered in a memtable of this size (MiB) before they go to a table file.
+    pub memtable_mib: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        // Measured with scripts/bench (20,000 students × 60 days, one run each): a 64 MiB
+        // memtable (fjall's default) 86.7k events/s and 395 MiB, 32 MiB 86.9k and 323 MiB.
+        StoreOptions { cache_mib: 128, memtable_mib: 32 }
+    }
+}
 
 /// Why the store failed. Both are fatal for the service: it stops with the message.
 #[derive(Debug, thiserror::Error)]
@@ -123,13 +138,13 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, with the default page cache.
+    /// Opens (or creates) the store in `dir`, with the default options.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open_with_cache(dir, DEFAULT_CACHE_MIB)
+        Store::open_with(dir, &StoreOptions::default())
     }
 
-    /// Opens (or creates) the store in `dir`, with a block cache of about `cache_mib` MiB.
-    pub fn open_with_cache(dir: &Path, cache_mib: u64) -> Result<Store, StoreError> {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let dir_name = || dir.display().to_string();
         if dir.join("conf").exists() && dir.join("db").exists() {
             // sled's files: the store of ontrack before format 2.
@@ -141,7 +156,7 @@ impl Store {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let db = loop {
             let builder =
-                fjall::Database::builder(dir).cache_size(cache_mib.saturating_mul(1 << 20));
+                fjall::Database::builder(dir).cache_size(options.cache_mib.saturating_mul(1 << 20));
             match builder.open() {
                 Ok(db) => break db,
                 Err(fjall::Error::Locked) if std::time::Instant::now() < deadline => {
@@ -151,10 +166,9 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         };
-        // A 16 MiB memtable instead of 64: inserts search a smaller skiplist (measured with
-        // `ontrack-bench fold`, 20,000 students × 60 days: 126k → 134k events/s, 338 → 251 MiB).
+        let memtable = options.memtable_mib.saturating_mul(1 << 20);
         let tree = db.keyspace("ontrack", || {
-            fjall::KeyspaceCreateOptions::default().max_memtable_size(16 << 20)
+            fjall::KeyspaceCreateOptions::default().max_memtable_size(memtable)
         })?;
         match tree.get([b'v'])? {
             Some(v) if v.as_ref() == [FORMAT] => {}
