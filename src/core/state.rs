@@ -165,6 +165,9 @@ pub struct Unsaved {
     pub others: bool,
     /// Months ([`month_of`]) whose attendance records changed, without repeats.
     pub months: Vec<u32>,
+    /// The month whose records the store keeps with the head (the latest month with attendance
+    /// when the state was last saved; `None` for a new state or one without attendance).
+    pub stored_current: Option<u32>,
 }
 
 impl PartialEq for Unsaved {
@@ -397,9 +400,16 @@ impl StudentState {
         &self.unsaved
     }
 
-    /// Marks every part saved (after a store wrote what [`StudentState::unsaved`] named).
+    /// Marks every part saved (after a store wrote what [`StudentState::unsaved`] named, with
+    /// the head the records of [`StudentState::current_month`]).
     pub fn saved(&mut self) {
-        self.unsaved = Unsaved::default();
+        self.unsaved = Unsaved { stored_current: self.current_month(), ..Unsaved::default() };
+    }
+
+    /// The latest month with an attendance record (records are never removed, so it only moves
+    /// forward): a store keeps its records with the head, which nearly every event changes.
+    pub fn current_month(&self) -> Option<u32> {
+        self.attendance.last().map(|r| month_of(r.date))
     }
 
     /// The head part: school year, figures and flags.
@@ -427,7 +437,8 @@ impl StudentState {
 
     /// Puts a stored state back together (its parts as [`StudentState::unsaved`] names them;
     /// `attendance` sorted by date, `referrals` and `grades` as they were stored). The seen ids
-    /// are the records' ids plus `others`.
+    /// are the records' ids plus `others`; the records of the current month were stored with
+    /// the head.
     pub fn from_parts(
         head: Head,
         assignment: Option<AssignmentRecord>,
@@ -445,7 +456,7 @@ impl StudentState {
         let mut seen: Vec<u64> = winners.map(|v| xxh3_64(v.event_id.as_bytes())).collect();
         seen.extend_from_slice(&others);
         seen.sort_unstable();
-        StudentState {
+        let mut state = StudentState {
             seen,
             others,
             attendance,
@@ -457,7 +468,9 @@ impl StudentState {
             raised: head.raised,
             raises: head.raises,
             unsaved: Unsaved::default(),
-        }
+        };
+        state.saved();
+        state
     }
 
     /// Roughly the heap bytes this state holds (for bounding caches of states).

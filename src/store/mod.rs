@@ -14,10 +14,12 @@
 //! - `v` → the store's format byte, written when the store is created.
 //! - `s` + student_id length (u32, BE) + student_id + part → one part of the student's state
 //!   (format byte + postcard), so that a batch rewrites only what it changed
-//!   ([`crate::core::Unsaved`]): `h` head (school year, figures, flags), `a` assignment,
-//!   `r` referrals, `g` grades, `o` ids of applied events no record carries, `m` + month
-//!   (u32, BE) that month's attendance records in a compact form (day, status, `recorded_at`
-//!   relative to the day, event id). Keyed by the student alone, so a student's events fold into
+//!   ([`crate::core::Unsaved`]): `c` the current part: head (school year, figures, flags) and
+//!   the attendance records of the latest month with any (nearly every event changes both, so
+//!   most batches write one value per student), `a` assignment, `r` referrals, `g` grades,
+//!   `o` ids of applied events no record carries, `m` + month (u32, BE) an earlier month's
+//!   attendance records. Attendance is stored compactly (day, status, `recorded_at` relative to
+//!   the day, event id). Keyed by the student alone, so a student's events fold into
 //!   one state even when a producer did not key them consistently.
 //! - `p` + partition (i32, big-endian) + student_id → nothing: the index of the students whose
 //!   events came through a partition, so a partition's students can be found (and moved)
@@ -37,7 +39,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{AttendanceRecord, AttendanceStatus, StudentState, Version, month_of};
+use crate::core::{AttendanceRecord, AttendanceStatus, Head, StudentState, Version, month_of};
 use crate::notify::{AdvocateRecord, DigestItem, FailedNotification, Notification};
 
 /// Version of the store's keys and values; a store of another format is refused at open.
@@ -194,26 +196,39 @@ impl Store {
     /// The stored state of a student, if any.
     pub fn student(&self, student_id: &str) -> Result<Option<StudentState>, StoreError> {
         let prefix = state_prefix(student_id);
-        let (mut head, mut assignment, mut others) = (None, None, Vec::new());
+        let (mut current, mut assignment, mut others) = (None, None, Vec::new());
         let (mut referrals, mut grades, mut attendance) = (Vec::new(), Vec::new(), Vec::new());
         let mut found = false;
         for item in self.tree.prefix(&prefix) {
             let (key, value) = item.into_inner()?;
             found = true;
             match key.get(prefix.len()) {
-                Some(b'h') => head = Some(decode(&key, &value)?),
+                Some(b'c') => current = Some(decode::<Current>(&key, &value)?),
                 Some(b'a') => assignment = decode(&key, &value)?,
                 Some(b'r') => referrals = decode(&key, &value)?,
                 Some(b'g') => grades = decode(&key, &value)?,
                 Some(b'o') => others = decode(&key, &value)?,
-                Some(b'm') => decode_month(&key, &value, prefix.len(), &mut attendance)?,
+                Some(b'm') => {
+                    let month: [u8; 4] = key
+                        .get(prefix.len() + 1..)
+                        .and_then(|m| m.try_into().ok())
+                        .ok_or_else(|| corrupt(&key, "bad month key"))?;
+                    let compact = decode(&key, &value)?;
+                    expand_month(&key, u32::from_be_bytes(month), compact, &mut attendance)?;
+                }
                 _ => return Err(corrupt(&key, "not a part of a student's state")),
             }
         }
-        if !found {
-            return Ok(None);
+        let Some((head, month, compact)) = current else {
+            if !found {
+                return Ok(None);
+            }
+            return Err(corrupt(&prefix, "a student's state without its current part"));
+        };
+        // The current month is the latest: its records come after every earlier month's.
+        if let Some(month) = month {
+            expand_month(&prefix, month, compact, &mut attendance)?;
         }
-        let head = head.ok_or_else(|| corrupt(&prefix, "a student's state without its head"))?;
         Ok(Some(StudentState::from_parts(head, assignment, referrals, grades, attendance, others)))
     }
 
@@ -584,8 +599,23 @@ fn write_state(batch: &mut Batch<'_>, student_id: &str, state: &StudentState) {
     let unsaved = state.unsaved();
     let prefix = state_prefix(student_id);
     let (_, referrals, grades, assignment) = state.records();
-    if unsaved.head {
-        batch.insert(part_key(&prefix, b'h'), encode(&state.head()));
+    let current = state.current_month();
+    // The month kept with the head until now, if the current month moved past it.
+    let moved = unsaved.stored_current.filter(|m| Some(*m) != current);
+    let month_key = |month: u32| {
+        let mut key = part_key(&prefix, b'm');
+        key.extend_from_slice(&month.to_be_bytes());
+        key
+    };
+    for month in unsaved.months.iter().copied().chain(moved) {
+        if Some(month) != current {
+            batch
+                .insert(month_key(month), encode(&compact_month(state.attendance_of_month(month))));
+        }
+    }
+    if unsaved.head || moved.is_some() || current.is_some_and(|m| unsaved.months.contains(&m)) {
+        let records = current.map_or(Vec::new(), |m| compact_month(state.attendance_of_month(m)));
+        batch.insert(part_key(&prefix, b'c'), encode(&(state.head(), current, records)));
     }
     if unsaved.assignment {
         batch.insert(part_key(&prefix, b'a'), encode(&assignment));
@@ -599,19 +629,17 @@ fn write_state(batch: &mut Batch<'_>, student_id: &str, state: &StudentState) {
     if unsaved.others {
         batch.insert(part_key(&prefix, b'o'), encode(&state.other_ids()));
     }
-    for &month in &unsaved.months {
-        let mut key = part_key(&prefix, b'm');
-        key.extend_from_slice(&month.to_be_bytes());
-        batch.insert(key, encode_month(state.attendance_of_month(month)));
-    }
 }
+
+/// The current part as read back: head, the current month, its records.
+type Current = (Head, Option<u32>, Vec<(u8, u8, i64, u32, compact_str::CompactString)>);
 
 /// One month's attendance records: `(day of month, status, seconds of recorded_at after the
 /// day's midnight UTC, its nanoseconds, event_id)` each; a year of them is a few KB.
 type CompactAttendance<'a> = (u8, u8, i64, u32, &'a str);
 
-fn encode_month(records: &[AttendanceRecord]) -> fjall::Slice {
-    let compact: Vec<CompactAttendance<'_>> = records
+fn compact_month(records: &[AttendanceRecord]) -> Vec<CompactAttendance<'_>> {
+    records
         .iter()
         .map(|r| {
             let status = AttendanceStatus::ALL.iter().position(|s| *s == r.status).unwrap_or(0);
@@ -625,27 +653,19 @@ fn encode_month(records: &[AttendanceRecord]) -> fjall::Slice {
                 &*v.event_id,
             )
         })
-        .collect();
-    encode(&compact)
+        .collect()
 }
 
-/// Appends the records of the month chunk at `key` (`prefix_len` bytes of student prefix, `m`,
-/// then the month) to `out`.
-fn decode_month(
+/// Appends `month`'s records, read back from their compact form at `key`, to `out`.
+fn expand_month(
     key: &[u8],
-    value: &[u8],
-    prefix_len: usize,
+    month: u32,
+    compact: Vec<(u8, u8, i64, u32, compact_str::CompactString)>,
     out: &mut Vec<AttendanceRecord>,
 ) -> Result<(), StoreError> {
-    let month: [u8; 4] = key
-        .get(prefix_len + 1..)
-        .and_then(|m| m.try_into().ok())
-        .ok_or_else(|| corrupt(key, "bad month key"))?;
-    let month = u32::from_be_bytes(month);
     let year = i32::try_from(month / 12).map_err(|_| corrupt(key, "bad month"))? - 10_000;
     let month_of_year = time::Month::try_from(u8::try_from(month % 12 + 1).unwrap_or(1))
         .map_err(|_| corrupt(key, "bad month"))?;
-    let compact: Vec<(u8, u8, i64, u32, compact_str::CompactString)> = decode(key, value)?;
     out.reserve(compact.len());
     for (day, status, secs, nanos, event_id) in compact {
         let date = time::Date::from_calendar_date(year, month_of_year, day)
@@ -939,7 +959,7 @@ mod tests {
     fn a_value_of_an_unknown_format_is_refused_with_its_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.tree.insert(part_key(&state_prefix("stu-1"), b'h'), &[9u8, 1, 2][..]).unwrap();
+        store.tree.insert(part_key(&state_prefix("stu-1"), b'c'), &[9u8, 1, 2][..]).unwrap();
         let err = store.student("stu-1").unwrap_err().to_string();
         assert!(err.contains("stu-1") && err.contains("format 9"), "{err}");
     }
