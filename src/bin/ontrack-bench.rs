@@ -333,3 +333,7 @@ fn latency(brokers: &str, prefix: &str, since_ms: i64) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The allocator of `ontrack` (src/main.rs), so that `fold` measures what the service would.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
