@@ -109,8 +109,16 @@ pub struct Pipeline {
 /// The cached states and roughly how much memory they hold.
 #[derive(Debug, Default)]
 struct StateCache {
-    states: HashMap<String, StudentState>,
+    /// Boxed: the table's slots stay small (a table of a million inline states took hundreds
+    /// of MB, twice that while it grew).
+    states: HashMap<String, Box<StudentState>>,
     bytes: usize,
+}
+
+/// What a cached state costs: the state, its id and its slot in the table (with the table's
+/// spare room).
+fn cached_bytes(id: &str, state: &StudentState) -> usize {
+    state.approx_bytes() + id.len() + 80
 }
 
 impl Pipeline {
@@ -208,8 +216,8 @@ impl Pipeline {
                     // Taken out of the cache: if the commit fails, the next batch reads the store.
                     let stored = match cache.states.remove(e.key()) {
                         Some(s) => {
-                            cache.bytes = cache.bytes.saturating_sub(s.approx_bytes());
-                            Some(s)
+                            cache.bytes = cache.bytes.saturating_sub(cached_bytes(e.key(), &s));
+                            Some(*s)
                         }
                         None => self.store.student(&event.student_id)?,
                     };
@@ -296,14 +304,14 @@ impl Pipeline {
             state.saved();
         }
         if self.cache_bytes > 0 {
-            let adding: usize = states.values().map(|(_, s)| s.approx_bytes()).sum();
+            let adding: usize = states.iter().map(|(id, (_, s))| cached_bytes(id, s)).sum();
             if cache.bytes + adding > self.cache_bytes {
                 // Full: start over rather than track recency (cheap, and rare with a fitting size).
                 *cache = StateCache::default();
             }
             if adding <= self.cache_bytes {
                 cache.bytes += adding;
-                cache.states.extend(states.into_iter().map(|(id, (_, state))| (id, state)));
+                cache.states.extend(states.into_iter().map(|(id, (_, s))| (id, Box::new(s))));
             }
         }
         self.telemetry.batch(started.elapsed());
