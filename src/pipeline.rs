@@ -185,8 +185,8 @@ impl Pipeline {
         let mut outcome = BatchOutcome::default();
         // Counted per batch, not per event (a labelled counter costs a lookup per call).
         let mut consumed: BTreeMap<(&str, Consumed), u64> = BTreeMap::new();
-        // A write batch cannot be read before its commit: states touched in this batch live here, with
-        // the partition their events came through if the student is new to the store.
+        // A write batch cannot be read before its commit: states touched in this batch live
+        // here, with the partition their events came through if the student is new to the store.
         let mut states: HashMap<String, (Option<i32>, StudentState)> = HashMap::new();
         let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
