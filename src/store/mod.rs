@@ -189,8 +189,8 @@ impl Store {
     }
 
     /// A new sequence number, greater than every one handed out or stored before.
-    fn generate_id(&self) -> Result<u64, StoreError> {
-        Ok(self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    fn generate_id(&self) -> u64 {
+        self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The stored state of a student, if any.
@@ -274,7 +274,7 @@ impl Store {
             batch.insert(offset_key(topic, partition), offset.to_be_bytes());
         }
         for record in &commit.outbox {
-            batch.insert(outbox_key(self.generate_id()?), encode(record));
+            batch.insert(outbox_key(self.generate_id()), encode(record));
         }
         for (flag, school, count) in commit.raised_counts {
             batch.insert(raised_key(flag, school), count.to_be_bytes());
@@ -287,13 +287,13 @@ impl Store {
             batch.insert(prefixed(b'd', id.as_bytes()), encode(date));
         }
         for record in &n.notifications {
-            batch.insert(seq_key(b'n', self.generate_id()?), encode(record));
+            batch.insert(seq_key(b'n', self.generate_id()), encode(record));
         }
         for (due, item) in &n.digest_items {
-            batch.insert(self.digest_key(*due)?, encode(item));
+            batch.insert(self.digest_key(*due), encode(item));
         }
         for record in &n.failed {
-            batch.insert(seq_key(b'f', self.generate_id()?), encode(record));
+            batch.insert(seq_key(b'f', self.generate_id()), encode(record));
         }
         for url in &n.enabled_endpoints {
             batch.remove(prefixed(b'w', url.as_bytes()));
@@ -444,7 +444,7 @@ impl Store {
             Err(failed) => {
                 let mut batch = Batch::new(self);
                 batch.remove(key);
-                batch.insert(seq_key(b'f', self.generate_id()?), encode(failed));
+                batch.insert(seq_key(b'f', self.generate_id()), encode(failed));
                 batch.0.commit()?;
             }
         }
@@ -481,10 +481,10 @@ impl Store {
             batch.remove(key.0.clone());
         }
         for n in notifications {
-            batch.insert(seq_key(b'n', self.generate_id()?), encode(n));
+            batch.insert(seq_key(b'n', self.generate_id()), encode(n));
         }
         for f in failed {
-            batch.insert(seq_key(b'f', self.generate_id()?), encode(f));
+            batch.insert(seq_key(b'f', self.generate_id()), encode(f));
         }
         Ok(batch.0.durability(Some(fjall::PersistMode::SyncAll)).commit()?)
     }
@@ -501,11 +501,11 @@ impl Store {
         Ok(())
     }
 
-    fn digest_key(&self, due_ms: i64) -> Result<[u8; 17], StoreError> {
+    fn digest_key(&self, due_ms: i64) -> [u8; 17] {
         let mut key = [b'g'; 17];
         key[1..9].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
-        key[9..].copy_from_slice(&self.generate_id()?.to_be_bytes());
-        Ok(key)
+        key[9..].copy_from_slice(&self.generate_id().to_be_bytes());
+        key
     }
 
     fn scan_seq<T: for<'de> Deserialize<'de>>(
