@@ -107,9 +107,10 @@ pub struct RaisedFlag {
 /// Everything ontrack keeps about one student.
 ///
 /// A store keeps it in parts (see [`Unsaved`]), so that a batch writes what it changed, not the
-/// whole history: the head (school year, figures, flags), the assignment, the referrals, the
-/// grades, the attendance records of each calendar month, and the ids of applied events that no
-/// record carries. The seen ids are not stored: they are the records' ids plus those.
+/// whole history: the head (school year, figures, flags) together with the latest month's
+/// attendance records, each earlier month's records, the assignment, the referrals, the grades,
+/// and the ids of applied events that no record carries. The seen ids are not stored: they are
+/// the records' ids plus those.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StudentState {
     /// xxh3-64 of every `event_id` applied, sorted: a repeat is a duplicate and changes nothing.
