@@ -113,9 +113,9 @@ fn fold(students: u64, store: ontrack::store::Store, state_cache_mib: usize) -> 
     use std::io::BufRead as _;
 
     use ontrack::pipeline::{InputMessage, Pipeline, Topics};
-    let pipeline = Pipeline::new(store, ontrack::core::Rules::default(), Topics::default())
-        .with_cache_mib(state_cache_mib);
     let topics = Topics::default();
+    let pipeline = Pipeline::new(store, ontrack::core::Rules::default(), topics.clone())
+        .with_cache_mib(state_cache_mib);
     let mut offsets = std::collections::HashMap::<(&str, i32), i64>::new();
     let (started, mut events) = (Instant::now(), 0u64);
     let now = time::OffsetDateTime::now_utc();
