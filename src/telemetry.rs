@@ -27,6 +27,7 @@ pub struct Telemetry {
     event_to_flag_seconds: Histogram,
     flags: IntCounterVec,
     flags_raised: IntGaugeVec,
+    state_reads: IntCounterVec,
     notifications: IntCounterVec,
     notification_seconds: HistogramVec,
     outbox_depth: IntGaugeVec,
@@ -180,6 +181,12 @@ impl Telemetry {
                 "Flags raised now, by flag and school (students of this instance's partitions).",
                 &["flag", "school"],
             ),
+            state_reads: counter_vec(
+                &r,
+                "ontrack_state_reads_total",
+                "Student states a batch started from, by source: cache (batch.state_cache_mib) or store (read and decoded); students new to the store count as store.",
+                &["source"],
+            ),
             notifications: counter_vec(
                 &r,
                 "ontrack_notifications_total",
@@ -257,6 +264,18 @@ impl Telemetry {
     /// `count` students of this instance's store have `flag` raised in `school`.
     pub fn flags_raised(&self, flag: &str, school: &str, count: i64) {
         self.flags_raised.with_label_values(&[flag, school]).set(count);
+    }
+
+    /// A batch started from `cached` states kept in memory and `read` states read from the store.
+    pub fn state_reads(&self, cached: u64, read: u64) {
+        self.state_reads.with_label_values(&["cache"]).inc_by(cached);
+        self.state_reads.with_label_values(&["store"]).inc_by(read);
+    }
+
+    /// States read so far: (from the cache, from the store).
+    pub fn state_reads_count(&self) -> (u64, u64) {
+        let get = |source| self.state_reads.with_label_values(&[source]).get();
+        (get("cache"), get("store"))
     }
 
     /// A flag event was acknowledged by the broker `age` after its causing event.

@@ -55,6 +55,7 @@ pub fn exported_names() -> BTreeSet<String> {
     t.notification("webhook", NotificationOutcome::Queued);
     t.notification_delivered_after("webhook", std::time::Duration::ZERO);
     t.queue("notifications", 0, 0);
+    t.state_reads(1, 1);
     t.lag(&[("sis.attendance".into(), 0, 0)]);
     names_in_exposition(&t.render())
 }

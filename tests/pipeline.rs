@@ -210,6 +210,59 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     }
 }
 
+#[test]
+fn a_district_larger_than_the_state_cache_still_finds_part_of_it_cached() {
+    // 400 students; over the last ten of 30 school days the cache holds about half of them. Every
+    // school day touches each student once, in the same order: emptying the cache when full (or
+    // evicting the least recently used) would read every state back from the store; keeping a
+    // part of them must not.
+    let mut district = ontrack::synth::District::new(ontrack::synth::DistrictSpec {
+        students: 400,
+        days: 30,
+        ..Default::default()
+    });
+    let days: Vec<Vec<ontrack::synth::SynthEvent>> = (0..30).map(|d| district.day(d)).collect();
+    let topics = Topics::default();
+    let mut offset = 0;
+    let mut fold = |p: &Pipeline, days: &[Vec<ontrack::synth::SynthEvent>]| {
+        for chunk in days.iter().flatten().collect::<Vec<_>>().chunks(50) {
+            let batch: Vec<InputMessage<'_>> = chunk
+                .iter()
+                .map(|m| {
+                    offset += 1;
+                    let (key, json) = (m.student_id.as_bytes(), m.json.as_bytes());
+                    msg(topics.input_of(m.kind), offset, key, json)
+                })
+                .collect();
+            p.process(&batch, OffsetDateTime::now_utc()).unwrap();
+        }
+        let text = p.telemetry().render();
+        let reads = |source: &str| {
+            sample(&text, &format!("ontrack_state_reads_total{{source=\"{source}\"}}"))
+        };
+        (reads("cache"), reads("store"))
+    };
+    // What the whole district takes in the cache after 20 days, counted as the pipeline counts.
+    let whole = tempfile::tempdir().unwrap();
+    let p = pipeline(&whole).with_cache_bytes(64 << 20);
+    let (_, read) = fold(&p, &days[..20]);
+    let ids: std::collections::BTreeSet<&str> =
+        days.iter().flatten().map(|m| m.student_id.as_str()).collect();
+    assert_eq!(read, ids.len() as f64, "a cache that holds all reads each student once");
+    let bytes: usize = ids
+        .iter()
+        .map(|id| p.store().student(id).unwrap().unwrap().approx_bytes() + id.len() + 80)
+        .sum();
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir).with_cache_bytes(bytes * 2 / 3);
+    let (cached_before, read_before) = fold(&p, &days[..20]);
+    let (cached, read) = fold(&p, &days[20..]);
+    let (cached, read) = (cached - cached_before, read - read_before);
+    assert!(cached + read > 10.0 * 400.0, "{cached} + {read}");
+    assert!(cached / (cached + read) > 0.35, "{cached} from the cache, {read} from the store");
+}
+
 /// The value of one sample line of the Prometheus text (`name{labels}`), 0 when absent.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()

@@ -152,22 +152,30 @@ fn fold(students: u64, store: ontrack::store::Store, state_cache_mib: usize) -> 
         if events / 5_000_000 != before / 5_000_000 {
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
-                "events={events} s={secs:.0} events_per_s={:.0} rss_mib={}",
+                "events={events} s={secs:.0} events_per_s={:.0} rss_mib={} cached_states={:.2}",
                 events as f64 / secs,
-                status_kib("VmRSS") / 1024
+                status_kib("VmRSS") / 1024,
+                cached_share(&pipeline)
             );
         }
     }
     let secs = started.elapsed().as_secs_f64();
     let store_bytes = pipeline.store().size_on_disk()?;
     println!(
-        "events={events} fold_s={secs:.1} fold_events_per_s={:.0} rss_mib={} store_mib={} store_bytes_per_student={}",
+        "events={events} fold_s={secs:.1} fold_events_per_s={:.0} rss_mib={} store_mib={} store_bytes_per_student={} cached_states={:.2}",
         events as f64 / secs,
         status_kib("VmHWM") / 1024,
         store_bytes >> 20,
-        store_bytes / students.max(1)
+        store_bytes / students.max(1),
+        cached_share(&pipeline)
     );
     Ok(())
+}
+
+/// The share of the states the batches started from that came from the state cache.
+fn cached_share(pipeline: &ontrack::pipeline::Pipeline) -> f64 {
+    let (cached, read) = pipeline.telemetry().state_reads_count();
+    cached as f64 / (cached + read).max(1) as f64
 }
 
 /// A `/proc/self/status` figure in KiB (0 if unreadable).
