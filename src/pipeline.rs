@@ -150,7 +150,7 @@ struct Touched {
 
 /// What a cached state costs: the state, its id and its slot in the table (with the table's
 /// spare room).
-fn cached_bytes(id: &str, state: &StudentState) -> usize {
+pub fn cached_bytes(id: &str, state: &StudentState) -> usize {
     state.approx_bytes() + id.len() + 80
 }
 
