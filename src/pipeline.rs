@@ -19,7 +19,7 @@ use crate::telemetry::{Consumed, NotificationOutcome, Telemetry};
 
 /// Memory for decoded states the pipeline keeps by default, in MiB: 20,000 students' first 60
 /// school days, or a ninth of a 1,000,000-student district in its first month. Measured:
-/// with 256, a 1,000,000-student district's memory rose by 230 MiB (a cache that stays full
+/// with 256, a 1,000,000-student district's memory rose by 250 MiB (a cache that stays full
 /// likely fragments the heap) for no gain in speed.
 pub const DEFAULT_CACHE_MIB: usize = 128;
 
