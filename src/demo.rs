@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -51,12 +51,13 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
 
     let inbox = Arc::new(Inbox::default());
-    let receiver = start_receiver(inbox.clone())?;
+    let receiver_stop = crate::shutdown::Shutdown::new();
+    let receiver = start_receiver(inbox.clone(), receiver_stop.clone())?;
     config.notify.webhook.secret = DEMO_SECRET.into();
     let spec =
         DistrictSpec { advocate_webhook: Some(format!("http://{}/hooks", receiver.addr)), ..spec };
     let clock = Clock::system();
-    let shutdown = AtomicBool::new(false);
+    let shutdown = crate::shutdown::Shutdown::new();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("linger.ms", "5")
@@ -87,11 +88,12 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
         }
         drain(&flags, out, &mut summary, None)?;
         inbox.print_new(out)?;
-        shutdown.store(true, Ordering::Relaxed);
+        shutdown.trigger();
         service.join().map_err(|_| anyhow::anyhow!("the service thread panicked"))??;
         Ok(())
     });
-    receiver.stop();
+    receiver_stop.trigger();
+    receiver.join();
     let _ = std::fs::remove_dir_all(&data);
     outcome?;
     summary.print(out, spec.students, started.elapsed())?;
@@ -118,7 +120,10 @@ struct Inbox {
 }
 
 /// A webhook receiver on a free local port that checks every signature with the demo secret.
-fn start_receiver(inbox: Arc<Inbox>) -> anyhow::Result<crate::http::AdminServer> {
+fn start_receiver(
+    inbox: Arc<Inbox>,
+    stop: crate::shutdown::Shutdown,
+) -> anyhow::Result<crate::http::AdminServer> {
     use axum::body::Bytes;
     use axum::extract::{Path, State};
     use axum::http::{HeaderMap, StatusCode};
@@ -155,7 +160,7 @@ fn start_receiver(inbox: Arc<Inbox>) -> anyhow::Result<crate::http::AdminServer>
     let router = axum::Router::new()
         .route("/hooks/{advocate}", axum::routing::post(receive))
         .with_state(inbox);
-    crate::http::AdminServer::start("127.0.0.1:0", router).map_err(anyhow::Error::msg)
+    Ok(crate::http::AdminServer::start("127.0.0.1:0", router, stop)?)
 }
 
 impl Inbox {

@@ -15,6 +15,7 @@ pub mod output;
 pub mod pipeline;
 pub mod replay;
 pub mod service;
+pub mod shutdown;
 pub mod store;
 pub mod synth;
 pub mod telemetry;

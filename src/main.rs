@@ -4,8 +4,6 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -165,11 +163,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let config = ontrack::config::Config::load(config.as_deref(), env)?;
             let rules = load_rules(config.rules_file.as_ref())?;
-            let shutdown = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(signal, Arc::clone(&shutdown))
-                    .context("cannot install the signal handlers")?;
-            }
+            let shutdown = ontrack::shutdown::Shutdown::new();
+            shutdown.on_signals().context("cannot install the signal handlers")?;
             ontrack::service::run(&config, rules, &shutdown)
         }
         Command::Replay { events, out, rules, dead_letter } => {

@@ -5,25 +5,24 @@
 //! partition is positioned at the offset stored with the state it produced (or at the earliest
 //! offset when the store has none), so a crash at any moment loses and repeats nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
 
 use crate::clock::Clock;
 use crate::config::{BatchConfig, Config};
 use crate::core::Rules;
 use crate::http::AdminServer;
+use crate::kafka::consumer::{self, Context, Rebalance};
 use crate::kafka::publisher::Publisher;
 use crate::notify::Notifications;
-use crate::notify::outbox::Signal;
 use crate::pipeline::{InputMessage, Pipeline};
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
-use anyhow::Context as _;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 /// How long start-up waits for the acknowledgements of a previous run's outbox.
 const ACK_WAIT: Duration = Duration::from_millis(500);
@@ -35,8 +34,8 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the last acknowledgements (the whole shutdown stays under 10 s).
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 
-/// Runs until `shutdown` is set (SIGTERM/SIGINT), then persists, publishes and returns.
-pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Result<()> {
+/// Runs until `shutdown` is triggered (SIGTERM/SIGINT), then persists, publishes and returns.
+pub fn run(config: &Config, rules: Rules, shutdown: &Shutdown) -> anyhow::Result<()> {
     run_with_clock(config, rules, shutdown, config.clock())
 }
 
@@ -44,24 +43,24 @@ pub fn run(config: &Config, rules: Rules, shutdown: &AtomicBool) -> anyhow::Resu
 pub fn run_with_clock(
     config: &Config,
     rules: Rules,
-    shutdown: &AtomicBool,
+    shutdown: &Shutdown,
     clock: Clock,
 ) -> anyhow::Result<()> {
-    let telemetry = Arc::new(Telemetry::new());
+    let telemetry = Arc::new(Telemetry::for_inputs(&config.topics.inputs()));
+    // The admin server and the delivery task stop once the loop has persisted its last batch.
+    let background = Shutdown::new();
     // Up first, so that /healthz answers while Kafka is still being reached.
     let admin = match config.admin.addr.as_str() {
         "" => None,
-        addr => Some(
-            AdminServer::start(
-                addr,
-                crate::http::router(telemetry.clone(), config.admin.ready_max_lag),
-            )
-            .map_err(anyhow::Error::msg)?,
-        ),
+        addr => {
+            let router = crate::http::router(telemetry.clone(), config.admin.ready_max_lag);
+            Some(AdminServer::start(addr, router, background.clone())?)
+        }
     };
-    let result = serve(config, rules, shutdown, telemetry, clock);
+    let result = serve(config, rules, shutdown, &background, telemetry, clock);
+    background.trigger();
     if let Some(admin) = admin {
-        admin.stop();
+        admin.join();
     }
     result
 }
@@ -69,20 +68,26 @@ pub fn run_with_clock(
 fn serve(
     config: &Config,
     rules: Rules,
-    shutdown: &AtomicBool,
+    shutdown: &Shutdown,
+    background: &Shutdown,
     telemetry: Arc<Telemetry>,
     clock: Clock,
 ) -> anyhow::Result<()> {
-    let partitions = crate::kafka::admin::ensure_topics(config)?;
+    let t = &config.topics;
+    let partitions = crate::kafka::admin::ensure_topics(&config.kafka, &t.inputs(), &t.outputs())?;
     let store = Store::open_with(&config.data_dir, &config.store).with_context(|| {
         format!("data_dir {}: cannot open the store", config.data_dir.display())
     })?;
     let publisher = Publisher::new(&config.kafka, telemetry.clone())
         .context("kafka: cannot create the producer")?;
-    let notifications =
-        Notifications::start(&config.notify, store.clone(), clock.clone(), telemetry.clone())
-            .map_err(anyhow::Error::msg)?;
-    for (flag, school, count) in store.raised_counts()? {
+    let notifications = Notifications::start(
+        &config.notify,
+        store.clone(),
+        clock.clone(),
+        telemetry.clone(),
+        background.clone(),
+    )?;
+    for (flag, school, count) in crate::pipeline::raised_counts(&store)? {
         telemetry.flags_raised(&flag, &school, count);
     }
     let mut pipeline = Pipeline::new(store, rules, config.topics.clone())
@@ -96,36 +101,32 @@ fn serve(
     }
     let worker = Worker {
         pipeline,
-        telemetry: telemetry.clone(),
-        ready_max_lag: config.admin.ready_max_lag,
-        clock,
-        wake: notifications.as_ref().map(|n| n.signal.clone()),
         publisher,
         batch: config.batch.clone(),
+        clock,
+        wake: notifications.as_ref().map(|n| n.wake.clone()),
         inflight: Mutex::new(Inflight::default()),
-        fatal: Mutex::new(None),
     };
-    let consumer: BaseConsumer<Worker> = consumer_config(config)
-        .create_with_context(worker)
+    let consumer: BaseConsumer<Context<Worker>> = consumer::consumer_config(&config.kafka)
+        .create_with_context(Context::new(telemetry.clone(), worker))
         .context("kafka: cannot create the consumer")?;
-    let t = &config.topics;
-    consumer
-        .subscribe(&[&t.attendance, &t.discipline, &t.grades, &t.assignments])
-        .context("kafka: cannot subscribe to the input topics")?;
+    consumer.subscribe(&t.inputs()).context("kafka: cannot subscribe to the input topics")?;
     tracing::info!(brokers = %config.kafka.brokers, partitions, "ontrack running");
 
-    let worker = consumer.context();
+    let context = consumer.context();
+    let worker = context.hook();
+    let store = worker.pipeline.store();
     // Whatever a previous run committed but did not get acknowledged goes out first.
-    worker.publisher.publish(worker.pipeline.store(), ACK_WAIT)?;
+    worker.publisher.publish(store, ACK_WAIT)?;
     telemetry.state_loaded();
     let mut errors = ErrorLog::default();
     let mut gauges_at = Instant::now();
-    while !shutdown.load(Ordering::Relaxed) {
+    while !shutdown.is_triggered() {
         if gauges_at.elapsed() >= GAUGE_INTERVAL {
-            worker.update_gauges()?;
+            update_gauges(store, &telemetry, &worker.clock, config.admin.ready_max_lag)?;
             gauges_at = Instant::now();
         }
-        if let Some(fatal) = worker.fatal.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(fatal) = context.take_fatal() {
             anyhow::bail!(fatal);
         }
         match consumer.poll(worker.poll_timeout()) {
@@ -140,14 +141,13 @@ fn serve(
             None => {}
         }
         if worker.due() {
-            worker.flush(&consumer)?;
+            consumer::commit(&consumer, &worker.flush()?);
         } else if worker.publisher.in_flight() > 0 {
-            worker.publisher.serve(worker.pipeline.store())?;
+            worker.publisher.serve(store)?;
         }
     }
     tracing::info!("shutting down: persisting the current batch");
-    worker.flush(&consumer)?;
-    let store = worker.pipeline.store();
+    consumer::commit(&consumer, &worker.flush()?);
     worker.publisher.publish(store, SHUTDOWN_ACK_WAIT)?;
     if store.pending().next().is_some() {
         tracing::warn!(
@@ -161,22 +161,22 @@ fn serve(
     Ok(())
 }
 
-fn consumer_config(config: &Config) -> rdkafka::ClientConfig {
-    let kafka = &config.kafka;
-    let mut c = crate::kafka::client_config(kafka, "consumer");
-    c.set("group.id", &kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        // Range gives partition i of every input topic to the same member: co-partitioning.
-        .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
-        // Consumer lag per partition for /metrics and /readyz.
-        .set("statistics.interval.ms", "5000");
-    if !kafka.group_instance_id.is_empty() {
-        c.set("group.instance.id", &kafka.group_instance_id);
-    }
-    crate::kafka::with_overrides(c, kafka)
+/// Queue depths, the oldest waiting notification and the store's size, for /metrics.
+fn update_gauges(
+    store: &Store,
+    telemetry: &Telemetry,
+    clock: &Clock,
+    ready_max_lag: i64,
+) -> anyhow::Result<()> {
+    let q = crate::notify::tables::queue_depths(store)?;
+    let oldest_s = q.oldest_notification_ms.map_or(0, |ms| (clock.now_ms() - ms) / 1000);
+    telemetry.queue("kafka", crate::store::OUTBOX.count(store), 0);
+    telemetry.queue("notifications", q.notifications, oldest_s);
+    telemetry.queue("digest", q.digest, 0);
+    telemetry.queue("failed", q.failed, 0);
+    telemetry.store_size(store.size_on_disk()?);
+    telemetry.update_ready(ready_max_lag);
+    Ok(())
 }
 
 /// Messages read but not yet committed to the store.
@@ -186,20 +186,17 @@ struct Inflight {
     since: Option<Instant>,
 }
 
-/// The consumer's context: the pipeline, the publisher and the current batch. Rebalance
-/// callbacks run inside `poll`, on the same thread as the loop.
+/// The loop's work: the batch being read, the pipeline that commits it and the publisher that
+/// sends what it produced. Shared with the consumer's rebalance callbacks (the same thread).
+#[derive(Debug)]
 struct Worker {
     pipeline: Pipeline,
-    telemetry: Arc<Telemetry>,
-    ready_max_lag: i64,
-    clock: Clock,
-    /// Wakes the notification delivery task after a batch queued notifications.
-    wake: Option<std::sync::Arc<Signal>>,
     publisher: Publisher,
     batch: BatchConfig,
+    clock: Clock,
+    /// Wakes the notification delivery task after a batch queued notifications.
+    wake: Option<Arc<tokio::sync::Notify>>,
     inflight: Mutex<Inflight>,
-    /// An error inside a callback, for the loop to stop with.
-    fatal: Mutex<Option<String>>,
 }
 
 impl Worker {
@@ -234,12 +231,13 @@ impl Worker {
             || inflight.since.is_some_and(|s| s.elapsed() >= self.max_wait())
     }
 
-    /// Commits the current batch to the store, publishes what it produced, and commits its
-    /// offsets to Kafka (for lag monitoring; the store's offsets are the ones resumed from).
-    fn flush(&self, consumer: &BaseConsumer<Worker>) -> anyhow::Result<()> {
+    /// Commits the current batch to the store and publishes what it produced; returns the next
+    /// offsets to commit to Kafka (for lag monitoring; the store's offsets are the ones resumed
+    /// from).
+    fn flush(&self) -> anyhow::Result<Vec<(String, i32, i64)>> {
         let messages = std::mem::take(&mut *self.inflight()).messages;
         if messages.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let inputs: Vec<InputMessage<'_>> = messages
             .iter()
@@ -252,134 +250,32 @@ impl Worker {
                 timestamp_ms: m.timestamp().to_millis(),
             })
             .collect();
-        // (first, last) offset read of each partition in the batch.
-        let mut ranges: std::collections::BTreeMap<(&str, i32), (i64, i64)> = Default::default();
-        for m in &inputs {
-            let r = ranges.entry((m.topic, m.partition)).or_insert((m.offset, m.offset));
-            *r = (r.0.min(m.offset), r.1.max(m.offset));
-        }
-        let offsets: Vec<String> =
-            ranges.iter().map(|((t, p), (a, b))| format!("{t}/{p}:{a}-{b}")).collect();
-        let span =
-            tracing::info_span!("batch", messages = inputs.len(), offsets = %offsets.join(" "));
-        let _in_batch = span.enter();
-        let outcome = self.pipeline.process(&inputs, self.clock.now_utc())?;
+        let outcome = self.pipeline.process(&inputs, self.clock.now())?;
         if outcome.notifications > 0
             && let Some(wake) = &self.wake
         {
-            wake.wake();
+            wake.notify_one();
         }
-        tracing::debug!(
-            messages = inputs.len(),
-            events = outcome.events,
-            rejected = outcome.rejected,
-            flags = outcome.flags.len(),
-            notifications = outcome.notifications,
-            "batch committed"
-        );
         // Sent, not awaited: acknowledgements are served by the loop while it reads on.
         self.publisher.publish(self.pipeline.store(), Duration::ZERO)?;
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), (_, last)) in ranges {
-            offsets.add_partition_offset(topic, partition, Offset::Offset(last + 1))?;
-        }
-        if let Err(e) = consumer.commit(&offsets, CommitMode::Async) {
-            tracing::debug!(error = %e, "kafka offset commit failed (the store has the offsets)");
-        }
-        Ok(())
-    }
-
-    /// Queue depths, the oldest waiting notification and the store's size, for /metrics.
-    fn update_gauges(&self) -> anyhow::Result<()> {
-        let store = self.pipeline.store();
-        let q = store.queue_depths()?;
-        let now_ms = self.clock.now_ms();
-        let t = &self.telemetry;
-        t.queue("kafka", q.kafka, 0);
-        let oldest_s = q.oldest_notification_ms.map_or(0, |ms| (now_ms - ms) / 1000);
-        t.queue("notifications", q.notifications, oldest_s);
-        t.queue("digest", q.digest, 0);
-        t.queue("failed", q.failed, 0);
-        t.store_size(store.size_on_disk()?);
-        t.update_ready(self.ready_max_lag);
-        Ok(())
-    }
-
-    fn fail(&self, message: String) {
-        tracing::error!("{message}");
-        *self.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+        Ok(outcome.offsets)
     }
 }
 
-impl ClientContext for Worker {
-    /// librdkafka's statistics (every 5 s): the consumer lag of each assigned partition.
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut lags = Vec::new();
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                // -1: the internal "unassigned" partition; a negative lag: not known yet.
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    lags.push((topic.clone(), *partition, p.consumer_lag));
-                }
-            }
-        }
-        self.telemetry.lag(&lags);
+impl Rebalance for Worker {
+    fn resume_at(&self, topic: &str, partition: i32) -> Result<Option<i64>, String> {
+        self.pipeline.store().next_offset(topic, partition).map_err(|e| e.to_string())
     }
-}
 
-impl ConsumerContext for Worker {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Resume each partition where the store says, or from the beginning.
-                let mut assignment = TopicPartitionList::new();
-                for e in tpl.elements() {
-                    let offset = match self.pipeline.store().next_offset(e.topic(), e.partition()) {
-                        Ok(Some(next)) => Offset::Offset(next),
-                        Ok(None) => Offset::Beginning,
-                        Err(err) => return self.fail(err.to_string()),
-                    };
-                    if let Err(err) =
-                        assignment.add_partition_offset(e.topic(), e.partition(), offset)
-                    {
-                        return self.fail(format!("kafka: {err}"));
-                    }
-                }
-                let resume: Vec<String> = assignment
-                    .elements()
-                    .iter()
-                    .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
-                    .collect();
-                tracing::info!(partitions = assignment.count(), resume = ?resume, "partitions assigned");
-                self.telemetry.partitions_assigned(assignment.count());
-                if let Err(err) = consumer.assign(&assignment) {
-                    self.fail(format!("kafka: cannot take the assigned partitions: {err}"));
-                }
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Finish and persist the in-flight batch before letting the partitions go.
-                if let Err(err) = self.flush(consumer) {
-                    self.fail(format!("{err:#}"));
-                }
-                // Another instance may change these students' states before they come back.
-                self.pipeline.forget_cached();
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
-                self.telemetry.partitions_assigned(0);
-                if let Err(err) = consumer.unassign() {
-                    tracing::warn!(error = %err, "kafka: unassign failed");
-                }
-            }
-            other => {
-                tracing::warn!(error = ?other, "kafka: rebalance error; dropping the assignment");
-                self.inflight().messages.clear();
-                let _ = consumer.unassign();
-            }
-        }
+    fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String> {
+        let offsets = self.flush().map_err(|e| format!("{e:#}"))?;
+        // Another instance may change these students' states before they come back.
+        self.pipeline.forget_cached();
+        Ok(offsets)
+    }
+
+    fn lost(&self) {
+        self.inflight().messages.clear();
     }
 }
 

@@ -1,11 +1,20 @@
 //! Every measured event of the service, defined once: each method counts (Prometheus) and, where
-//! an operator wants a line, logs. Metric names are `ontrack_<noun>_<unit>`; labels are bounded
-//! (topic, partition, flag, school, channel, outcome, reason), never a student or advocate id.
+//! an operator wants a line, logs it too, so a count and its log line cannot drift apart. Metric
+//! names are `ontrack_<noun>_<unit>`; labels are bounded (topic, partition, flag, school,
+//! channel, outcome, reason), never a student or advocate id. Log lines carry notification and
+//! advocate ids at most, never names, addresses, grades or behavior text.
+//!
+//! Every labelled family is exported from the start with its known label values at zero
+//! ([`Telemetry::for_inputs`]), as Prometheus' instrumentation guidance asks: a fresh service
+//! already has every series its dashboard and alert rules query. Where a label value cannot be
+//! known before it happens (a school, an assigned partition) the family starts with one zero
+//! series with that label empty, which adds nothing to any sum.
 //!
 //! One [`Telemetry`] per service, passed explicitly (no global registry), so tests can read the
 //! counters of exactly the service they ran.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
@@ -40,6 +49,8 @@ pub struct Telemetry {
     state_loaded: AtomicBool,
     /// Sum of the consumer lag over assigned partitions; -1 until librdkafka first reports it.
     total_lag: AtomicI64,
+    /// The input topics, for the lag family's zero series while no partition is assigned.
+    inputs: Mutex<Vec<String>>,
 }
 
 /// The outcome label of a consumed message.
@@ -48,6 +59,25 @@ pub enum Consumed {
     Applied,
     Duplicate,
     Rejected,
+}
+
+/// What the log lines of a notification's delivery name (no student data).
+#[derive(Debug, Clone, Copy)]
+pub struct NotificationRef<'a> {
+    pub id: &'a str,
+    pub advocate_id: &'a str,
+    pub channel: &'static str,
+    pub attempts: u32,
+}
+
+/// What a committed batch did, for its log line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchSummary {
+    pub messages: usize,
+    pub events: u64,
+    pub rejected: u64,
+    pub flags: usize,
+    pub notifications: u64,
 }
 
 /// What happened to a notification, for `ontrack_notifications_total`.
@@ -60,6 +90,13 @@ pub enum NotificationOutcome {
 }
 
 impl NotificationOutcome {
+    const ALL: [NotificationOutcome; 4] = [
+        NotificationOutcome::Queued,
+        NotificationOutcome::Delivered,
+        NotificationOutcome::Retried,
+        NotificationOutcome::Failed,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             NotificationOutcome::Queued => "queued",
@@ -98,6 +135,32 @@ const FAST: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 const LATENCY: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
+impl Consumed {
+    const ALL: [Consumed; 3] = [Consumed::Applied, Consumed::Duplicate, Consumed::Rejected];
+
+    fn label(self) -> &'static str {
+        match self {
+            Consumed::Applied => "applied",
+            Consumed::Duplicate => "duplicate",
+            Consumed::Rejected => "rejected",
+        }
+    }
+}
+
+/// Why an input message was rejected (`ontrack_decode_failures_total{reason}`).
+pub const REJECT_REASONS: [&str; 5] = ["empty", "not_json", "bad_type", "bad_field", "wrong_topic"];
+/// Notification channels (`none`: the advocate had no usable channel).
+pub const CHANNELS: [&str; 3] = ["webhook", "email", "none"];
+/// The store's queues (`ontrack_outbox_depth{queue}`).
+pub const QUEUES: [&str; 4] = ["kafka", "notifications", "digest", "failed"];
+
+fn change_label(change: Change) -> &'static str {
+    match change {
+        Change::Raised => "raised",
+        Change::Cleared => "cleared",
+    }
+}
+
 impl Default for Telemetry {
     fn default() -> Self {
         Telemetry::new()
@@ -105,6 +168,23 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
+    /// A service's telemetry, with every series of `inputs` (the input topics) at zero.
+    pub fn for_inputs(inputs: &[&str]) -> Telemetry {
+        let t = Telemetry::new();
+        t.inputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(inputs.iter().map(|i| i.to_string()));
+        for topic in inputs {
+            for outcome in Consumed::ALL {
+                t.events.with_label_values(&[topic, outcome.label()]);
+            }
+        }
+        t.lag(&[]);
+        t
+    }
+
+    /// Every family with its known label values at zero, except the input topics' series.
     pub fn new() -> Telemetry {
         let r = Registry::new();
         let build =
@@ -137,7 +217,7 @@ impl Telemetry {
             &["channel"],
         ));
         must(r.register(Box::new(notification_seconds.clone())));
-        Telemetry {
+        let t = Telemetry {
             events: counter_vec(
                 &r,
                 "ontrack_events_consumed_total",
@@ -218,7 +298,38 @@ impl Telemetry {
             registry: r,
             state_loaded: AtomicBool::new(false),
             total_lag: AtomicI64::new(-1),
+            inputs: Mutex::default(),
+        };
+        t.zero_known_series();
+        t
+    }
+
+    fn zero_known_series(&self) {
+        for reason in REJECT_REASONS {
+            self.decode_failures.with_label_values(&[reason]);
         }
+        for flag in Flag::ALL {
+            for change in [Change::Raised, Change::Cleared] {
+                self.flags.with_label_values(&[flag.as_str(), change_label(change)]);
+            }
+            // The schools are not known before their first flag.
+            self.flags_raised.with_label_values(&[flag.as_str(), ""]);
+        }
+        for source in ["cache", "store"] {
+            self.state_reads.with_label_values(&[source]);
+        }
+        for channel in CHANNELS {
+            for outcome in NotificationOutcome::ALL {
+                self.notifications.with_label_values(&[channel, outcome.label()]);
+            }
+        }
+        for channel in &CHANNELS[..2] {
+            self.notification_seconds.with_label_values(&[channel]);
+        }
+        for queue in QUEUES {
+            self.outbox_depth.with_label_values(&[queue]);
+        }
+        self.outbox_oldest_age.with_label_values(&["notifications"]);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -231,22 +342,35 @@ impl Telemetry {
 
     /// `n` messages of `topic` ended in `outcome`.
     pub fn consumed(&self, topic: &str, outcome: Consumed, n: u64) {
-        let outcome = match outcome {
-            Consumed::Applied => "applied",
-            Consumed::Duplicate => "duplicate",
-            Consumed::Rejected => "rejected",
-        };
-        self.events.with_label_values(&[topic, outcome]).inc_by(n);
+        self.events.with_label_values(&[topic, outcome.label()]).inc_by(n);
     }
 
     /// A message went to the dead-letter topic for `reason` (a bounded label).
-    pub fn rejected(&self, reason: &'static str) {
+    pub fn rejected(&self, reason: &'static str, topic: &str, partition: i32, offset: i64) {
         self.decode_failures.with_label_values(&[reason]).inc();
         self.dead_letters.inc();
+        tracing::debug!(
+            topic,
+            partition,
+            offset,
+            reason,
+            "input rejected: sent to the dead-letter topic"
+        );
     }
 
-    pub fn batch(&self, took: Duration) {
+    /// A batch was folded and committed in `took`.
+    pub fn batch(&self, took: Duration, summary: &BatchSummary) {
         self.batch_seconds.observe(took.as_secs_f64());
+        let s = summary;
+        tracing::debug!(
+            messages = s.messages,
+            events = s.events,
+            rejected = s.rejected,
+            flags = s.flags,
+            notifications = s.notifications,
+            took_ms = took.as_millis() as u64,
+            "batch committed"
+        );
     }
 
     pub fn committed(&self, took: Duration) {
@@ -254,11 +378,7 @@ impl Telemetry {
     }
 
     pub fn flag_changed(&self, flag: Flag, change: Change) {
-        let change_label = match change {
-            Change::Raised => "raised",
-            Change::Cleared => "cleared",
-        };
-        self.flags.with_label_values(&[flag.as_str(), change_label]).inc();
+        self.flags.with_label_values(&[flag.as_str(), change_label(change)]).inc();
     }
 
     /// `count` students of this instance's store have `flag` raised in `school`.
@@ -283,17 +403,84 @@ impl Telemetry {
         self.event_to_flag_seconds.observe(age.as_secs_f64());
     }
 
-    pub fn notification(&self, channel: &str, outcome: NotificationOutcome) {
+    fn notification(&self, channel: &str, outcome: NotificationOutcome) {
         self.notifications.with_label_values(&[channel, outcome.label()]).inc();
+    }
+
+    /// A batch (or a digest falling due) queued notifications on `channels` and kept
+    /// `unroutable` alerts as failed records (their advocate has no usable channel).
+    pub fn notifications_queued<'c>(
+        &self,
+        channels: impl Iterator<Item = &'c str>,
+        unroutable: usize,
+    ) {
+        for channel in channels {
+            self.notification(channel, NotificationOutcome::Queued);
+        }
+        for _ in 0..unroutable {
+            self.notification("none", NotificationOutcome::Failed);
+        }
+    }
+
+    pub fn notification_delivered(&self, n: &NotificationRef<'_>, age: Duration) {
+        self.notification(n.channel, NotificationOutcome::Delivered);
+        self.notification_seconds.with_label_values(&[n.channel]).observe(age.as_secs_f64());
+        tracing::info!(
+            id = n.id,
+            channel = n.channel,
+            advocate_id = n.advocate_id,
+            attempts = n.attempts,
+            "notification delivered"
+        );
+    }
+
+    pub fn notification_retried(
+        &self,
+        n: &NotificationRef<'_>,
+        reason: &dyn std::fmt::Display,
+        delay: Duration,
+    ) {
+        self.notification(n.channel, NotificationOutcome::Retried);
+        tracing::warn!(id = n.id, channel = n.channel, advocate_id = n.advocate_id, attempts = n.attempts, reason = %reason, retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
+    }
+
+    pub fn notification_failed(&self, n: &NotificationRef<'_>, reason: &str) {
+        self.notification(n.channel, NotificationOutcome::Failed);
+        tracing::error!(
+            id = n.id,
+            channel = n.channel,
+            advocate_id = n.advocate_id,
+            attempts = n.attempts,
+            reason,
+            "notification failed; kept as a failed-notification record"
+        );
+    }
+
+    /// A webhook endpoint answered 410 Gone (the notification then fails).
+    pub fn endpoint_disabled(&self, n: &NotificationRef<'_>) {
+        tracing::warn!(
+            id = n.id,
+            advocate_id = n.advocate_id,
+            "webhook endpoint answered 410 Gone: disabled until the advocate's record names it again"
+        );
+    }
+
+    /// Digest items fell due and became `queued` notifications (and `unroutable` failures).
+    pub fn digests_queued<'c>(&self, channels: impl Iterator<Item = &'c str>, unroutable: usize) {
+        let mut digests = 0;
+        for channel in channels {
+            self.notification(channel, NotificationOutcome::Queued);
+            digests += 1;
+        }
+        for _ in 0..unroutable {
+            self.notification("none", NotificationOutcome::Failed);
+        }
+        tracing::info!(digests, unroutable, "daily digests queued");
     }
 
     /// How many notifications of `channel` ended in `outcome` so far (for tests and logs).
     pub fn notifications_count(&self, channel: &str, outcome: NotificationOutcome) -> u64 {
         self.notifications.with_label_values(&[channel, outcome.label()]).get()
-    }
-
-    pub fn notification_delivered_after(&self, channel: &str, age: Duration) {
-        self.notification_seconds.with_label_values(&[channel]).observe(age.as_secs_f64());
     }
 
     /// Depth and oldest age (seconds) of one store queue.
@@ -306,13 +493,27 @@ impl Telemetry {
         self.store_size.set(bytes as i64);
     }
 
-    pub fn partitions_assigned(&self, count: usize) {
-        self.assigned_partitions.set(count as i64);
+    /// The group gave this instance `resume` (`topic/partition@offset` each) to read.
+    pub fn partitions_assigned(&self, resume: &[String]) {
+        self.assigned_partitions.set(resume.len() as i64);
+        tracing::info!(partitions = resume.len(), resume = ?resume, "partitions assigned");
+    }
+
+    /// The group took `count` partitions away (after the in-flight batch was persisted).
+    pub fn partitions_revoked(&self, count: usize) {
+        self.assigned_partitions.set(0);
+        tracing::info!(partitions = count, "partitions revoked");
     }
 
     /// Consumer lag per assigned partition, from librdkafka's statistics.
     pub fn lag(&self, lags: &[(String, i32, i64)]) {
         self.consumer_lag.reset();
+        if lags.is_empty() {
+            // No partition assigned (yet): the family stays, at zero.
+            for topic in self.inputs.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+                self.consumer_lag.with_label_values(&[topic, ""]);
+            }
+        }
         let mut total = 0;
         for (topic, partition, lag) in lags {
             self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(*lag);
@@ -321,8 +522,10 @@ impl Telemetry {
         self.total_lag.store(total, Ordering::Relaxed);
     }
 
+    /// The store is open and the previous run's outbox was handed to the producer.
     pub fn state_loaded(&self) {
         self.state_loaded.store(true, Ordering::Relaxed);
+        tracing::info!("state loaded");
     }
 
     /// Publishes the readiness as the `ontrack_ready` gauge (for alerting).
@@ -356,10 +559,10 @@ mod tests {
     fn every_metric_is_exported_with_the_ontrack_prefix() {
         let t = Telemetry::new();
         t.consumed("sis.attendance", Consumed::Applied, 1);
-        t.rejected("not_json");
+        t.rejected("not_json", "sis.attendance", 0, 7);
         t.flag_changed(Flag::Attendance, Change::Raised);
         t.flags_raised("attendance", "sch-1", 3);
-        t.notification("webhook", NotificationOutcome::Queued);
+        t.notifications_queued(["webhook"].into_iter(), 0);
         t.lag(&[("sis.attendance".into(), 0, 3)]);
         let text = t.render();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
@@ -382,7 +585,7 @@ mod tests {
         assert!(t.readiness(100).unwrap_err().contains("store"));
         t.state_loaded();
         assert!(t.readiness(100).unwrap_err().contains("partition"));
-        t.partitions_assigned(4);
+        t.partitions_assigned(&["a/0@0".into(), "a/1@0".into()]);
         assert!(t.readiness(100).unwrap_err().contains("not known"));
         t.lag(&[("a".into(), 0, 60), ("a".into(), 1, 50)]);
         assert!(t.readiness(100).unwrap_err().contains("110"));

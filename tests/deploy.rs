@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ontrack::core::{Change, Flag};
-use ontrack::telemetry::{Consumed, NotificationOutcome, Telemetry};
+use ontrack::telemetry::Telemetry;
 
 fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)
@@ -42,21 +41,11 @@ fn promtool_accepts_the_prometheus_config_and_the_alert_rules() {
     }
 }
 
-/// Every metric name the service exports (each labelled family given one child first).
+/// Every metric name a fresh service exports, before it has consumed or sent anything: every
+/// family is there from the start (its known label values at zero).
 pub fn exported_names() -> BTreeSet<String> {
-    let t = Telemetry::new();
-    t.consumed("sis.attendance", Consumed::Applied, 1);
-    t.rejected("not_json");
-    t.batch(std::time::Duration::ZERO);
-    t.committed(std::time::Duration::ZERO);
-    t.flag_changed(Flag::Attendance, Change::Raised);
-    t.flags_raised("attendance", "sch-1", 1);
-    t.flag_acknowledged(std::time::Duration::ZERO);
-    t.notification("webhook", NotificationOutcome::Queued);
-    t.notification_delivered_after("webhook", std::time::Duration::ZERO);
-    t.queue("notifications", 0, 0);
-    t.state_reads(1, 1);
-    t.lag(&[("sis.attendance".into(), 0, 0)]);
+    let topics = ontrack::pipeline::Topics::default();
+    let t = Telemetry::for_inputs(&topics.inputs());
     names_in_exposition(&t.render())
 }
 

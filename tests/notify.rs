@@ -51,10 +51,15 @@ impl Service {
         let store = Store::open(dir.path()).unwrap();
         let clock = Clock::starting_at(now.parse().unwrap());
         let telemetry = Arc::new(Telemetry::new());
-        let notifications =
-            Notifications::start(&config, store.clone(), clock.clone(), telemetry.clone())
-                .unwrap()
-                .unwrap();
+        let notifications = Notifications::start(
+            &config,
+            store.clone(),
+            clock.clone(),
+            telemetry.clone(),
+            ontrack::shutdown::Shutdown::new(),
+        )
+        .unwrap()
+        .unwrap();
         let pipeline = Pipeline::new(store, Rules::default(), Topics::default())
             .with_notifications(notifications.planner.clone())
             .with_telemetry(telemetry);
@@ -91,8 +96,8 @@ impl Service {
                 }
             })
             .collect();
-        let outcome = self.pipeline.process(&batch, self.clock.now_utc()).unwrap();
-        self.notifications.as_ref().unwrap().signal.wake();
+        let outcome = self.pipeline.process(&batch, self.clock.now()).unwrap();
+        self.notifications.as_ref().unwrap().wake.notify_one();
         outcome
     }
 
@@ -113,14 +118,14 @@ impl Service {
     /// Waits until nothing is pending or waiting for a digest.
     fn wait_idle(&self) {
         let deadline = std::time::Instant::now() + WAIT;
-        while self.store().notifications().next().is_some() {
+        while ontrack::notify::tables::pending(self.store()).next().is_some() {
             assert!(std::time::Instant::now() < deadline, "notifications still pending");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn failed(&self) -> Vec<ontrack::notify::FailedNotification> {
-        self.store().failed_notifications().map(|r| r.unwrap().1).collect()
+        ontrack::notify::tables::failed(self.store()).map(|r| r.unwrap().1).collect()
     }
 }
 
@@ -319,7 +324,7 @@ fn past_dates_and_backfilled_history_alert_no_one() {
     let outcome = service.feed(&events);
     assert!(!outcome.flags.is_empty(), "the backfill raised flags");
     assert_eq!(outcome.notifications, 0);
-    assert!(service.store().notifications().next().is_none());
+    assert!(ontrack::notify::tables::pending(service.store()).next().is_none());
 
     // An advocate in Auckland is already on 15 September: a 14 September absence is past there.
     let kiwi = json!({"webhook_url": receiver.url("/hooks/adv-2"), "timezone": "Pacific/Auckland"});
@@ -394,7 +399,7 @@ fn an_absence_folded_before_the_assignment_alerts_when_the_assignment_arrives() 
     let mut service = Service::start(config(), NOW);
     let url = receiver.url("/hooks/adv-1");
     service.feed(&[absence("a-1", "stu-1", TODAY), absence("a-0", "stu-1", "2026-09-11")]);
-    assert!(service.store().notifications().next().is_none(), "no advocate yet");
+    assert!(ontrack::notify::tables::pending(service.store()).next().is_none(), "no advocate yet");
     service.feed(&[assignment(
         "as-1",
         "stu-1",

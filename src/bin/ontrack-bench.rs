@@ -119,7 +119,7 @@ fn fold(students: u64, store: ontrack::store::Store, state_cache_mib: usize) -> 
         .with_cache_mib(state_cache_mib);
     let mut offsets = std::collections::HashMap::<(&str, i32), i64>::new();
     let (started, mut events) = (Instant::now(), 0u64);
-    let now = time::OffsetDateTime::now_utc();
+    let now = jiff::Timestamp::now();
     let mut lines = std::io::stdin().lock().lines();
     let mut batch_lines: Vec<String> = Vec::with_capacity(5_000);
     loop {

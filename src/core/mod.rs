@@ -59,7 +59,7 @@ pub use event::{AdvocateContact, AttendanceStatus, Event, EventBody, EventKind};
 pub use flag::{Change, Evidence, Flag, FlagChange};
 pub use rules::{Rules, RulesError, SchoolYear};
 pub use state::{
-    AssignmentRecord, AttendanceRecord, Figures, GradeRecord, Head, Outcome, ReferralRecord,
-    StudentState, Unsaved, Version, month_of,
+    AssignmentRecord, AttendanceRecord, Changes, Figures, GradeRecord, Head, Outcome,
+    ReferralRecord, StudentState, Version,
 };
 pub use students::Students;

@@ -106,11 +106,9 @@ pub struct RaisedFlag {
 
 /// Everything ontrack keeps about one student.
 ///
-/// A store keeps it in parts (see [`Unsaved`]), so that a batch writes what it changed, not the
-/// whole history: the head (school year, figures, flags) together with the latest month's
-/// attendance records, each earlier month's records, the assignment, the referrals, the grades,
-/// and the ids of applied events that no record carries. The seen ids are not stored: they are
-/// the records' ids plus those.
+/// It says what changed since it was last saved ([`Changes`]), so that a store can write what
+/// changed rather than the whole history; the seen ids need not be stored: they are the records'
+/// ids plus [`StudentState::other_ids`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StudentState {
     /// xxh3-64 of every `event_id` applied, sorted: a repeat is a duplicate and changes nothing.
@@ -134,8 +132,8 @@ pub struct StudentState {
     raised: [Option<RaisedFlag>; 5],
     /// How many times each flag was raised, per school year (for `n` of the next raise).
     raises: Vec<(SchoolYear, [u32; 5])>,
-    /// The parts changed since the state was last saved.
-    unsaved: Unsaved,
+    /// What changed since [`StudentState::take_changes`] last took it.
+    changes: Changes,
 }
 
 /// The small, often-changing part of a stored state: the school year, its figures and the flags.
@@ -147,41 +145,33 @@ pub struct Head {
     pub raises: Vec<(SchoolYear, [u32; 5])>,
 }
 
-/// A calendar month, as a number that sorts like the months (`year * 12 + month - 1`, shifted so
-/// that it is never negative): the key of a stored chunk of attendance records.
-pub fn month_of(date: Date) -> u32 {
-    let months = (date.year() + 10_000) * 12 + i32::from(u8::from(date.month())) - 1;
-    months.unsigned_abs()
-}
-
-/// Which stored parts of a state changed since it was last saved ([`StudentState::saved`]).
+/// What changed in a state since [`StudentState::take_changes`] last took them: a store writes
+/// only what changed (how it lays a state out is its own business).
 ///
-/// Not part of the state: two states are equal whatever they have saved.
+/// Not part of the state: two states are equal whatever has changed in them.
 #[derive(Debug, Clone, Default)]
-pub struct Unsaved {
+pub struct Changes {
+    /// The school year, figures or flags ([`StudentState::head`]).
     pub head: bool,
     pub assignment: bool,
     pub referrals: bool,
     pub grades: bool,
+    /// The ids of applied events that no record carries ([`StudentState::other_ids`]).
     pub others: bool,
-    /// Months ([`month_of`]) whose attendance records changed, without repeats.
-    pub months: Vec<u32>,
-    /// The month whose records the store keeps with the head (the latest month with attendance
-    /// when the state was last saved; `None` for a new state or one without attendance).
-    pub stored_current: Option<u32>,
+    /// Dates whose attendance record changed, without repeats.
+    pub attendance: Vec<Date>,
 }
 
-impl PartialEq for Unsaved {
-    fn eq(&self, _: &Unsaved) -> bool {
+impl PartialEq for Changes {
+    fn eq(&self, _: &Changes) -> bool {
         true
     }
 }
 
-impl Unsaved {
-    fn month(&mut self, date: Date) {
-        let m = month_of(date);
-        if !self.months.contains(&m) {
-            self.months.push(m);
+impl Changes {
+    fn attendance_on(&mut self, date: Date) {
+        if !self.attendance.contains(&date) {
+            self.attendance.push(date);
         }
     }
 }
@@ -207,10 +197,10 @@ impl StudentState {
         // A record that loses to the stored one changes no figure, so no rule can change either.
         let Some(replaced) = self.upsert(event) else {
             insert_sorted(&mut self.others, id_hash);
-            self.unsaved.others = true;
+            self.changes.others = true;
             return Outcome::Applied(changes);
         };
-        self.unsaved.head = true;
+        self.changes.head = true;
 
         let event_year = rules.school_year_of(event.date);
         let live = event.is_live();
@@ -396,24 +386,13 @@ impl StudentState {
         self.seen.len()
     }
 
-    /// The parts changed since the state was last saved (all of them for a new state).
-    pub fn unsaved(&self) -> &Unsaved {
-        &self.unsaved
+    /// What changed since the last call (everything applied, for a new state), leaving nothing
+    /// changed: a store calls it as it writes the state.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
 
-    /// Marks every part saved (after a store wrote what [`StudentState::unsaved`] named, with
-    /// the head the records of [`StudentState::current_month`]).
-    pub fn saved(&mut self) {
-        self.unsaved = Unsaved { stored_current: self.current_month(), ..Unsaved::default() };
-    }
-
-    /// The latest month with an attendance record (records are never removed, so it only moves
-    /// forward): a store keeps its records with the head, which nearly every event changes.
-    pub fn current_month(&self) -> Option<u32> {
-        self.attendance.last().map(|r| month_of(r.date))
-    }
-
-    /// The head part: school year, figures and flags.
+    /// The head: school year, figures and flags (small, and changed by nearly every event).
     pub fn head(&self) -> Head {
         Head {
             current_year: self.current_year,
@@ -423,23 +402,14 @@ impl StudentState {
         }
     }
 
-    /// The attendance records dated in `month` ([`month_of`]), by date.
-    pub fn attendance_of_month(&self, month: u32) -> &[AttendanceRecord] {
-        let a = &self.attendance;
-        let lo = a.partition_point(|r| month_of(r.date) < month);
-        let hi = lo + a[lo..].partition_point(|r| month_of(r.date) <= month);
-        &a[lo..hi]
-    }
-
     /// The ids of applied events that no winning record carries, sorted.
     pub fn other_ids(&self) -> &[u64] {
         &self.others
     }
 
-    /// Puts a stored state back together (its parts as [`StudentState::unsaved`] names them;
-    /// `attendance` sorted by date, `referrals` and `grades` as they were stored). The seen ids
-    /// are the records' ids plus `others`; the records of the current month were stored with
-    /// the head.
+    /// Puts a stored state back together (`attendance` sorted by date, `referrals` and
+    /// `grades` as [`StudentState::records`] gave them), with nothing changed. The seen ids are
+    /// the records' ids plus `others`.
     pub fn from_parts(
         head: Head,
         assignment: Option<AssignmentRecord>,
@@ -457,7 +427,7 @@ impl StudentState {
         let mut seen: Vec<u64> = winners.map(|v| xxh3_64(v.event_id.as_bytes())).collect();
         seen.extend_from_slice(&others);
         seen.sort_unstable();
-        let mut state = StudentState {
+        StudentState {
             seen,
             others,
             attendance,
@@ -468,10 +438,8 @@ impl StudentState {
             figures: head.figures,
             raised: head.raised,
             raises: head.raises,
-            unsaved: Unsaved::default(),
-        };
-        state.saved();
-        state
+            changes: Changes::default(),
+        }
     }
 
     /// Roughly the heap bytes this state holds (for bounding caches of states): its vectors, and
@@ -493,14 +461,14 @@ impl StudentState {
 
     /// Keeps the event's record if it beats the stored winner of its natural key. `None`: it
     /// lost, nothing changed; `Some(replaced)`: it is the winner now.
-    /// A replaced record's id joins `others`; the changed part is marked unsaved.
+    /// A replaced record's id joins `others`; what changed is noted in `changes`.
     fn upsert(&mut self, e: &Event) -> Option<Option<Replaced>> {
         let version = Version::of(e);
         let (replaced, old_id) = match &e.body {
             EventBody::AttendanceRecorded { status } => {
                 let rec = AttendanceRecord { date: e.date, status: *status, version };
                 let done = upsert_sorted(&mut self.attendance, rec)?;
-                self.unsaved.month(e.date);
+                self.changes.attendance_on(e.date);
                 done
             }
             EventBody::ReferralRecorded { referral_id, action, retracted, .. } => {
@@ -512,7 +480,7 @@ impl StudentState {
                     version,
                 };
                 let done = upsert_sorted(&mut self.referrals, rec)?;
-                self.unsaved.referrals = true;
+                self.changes.referrals = true;
                 done
             }
             EventBody::GradePosted {
@@ -528,7 +496,7 @@ impl StudentState {
                     version,
                 };
                 let done = upsert_sorted(&mut self.grades, rec)?;
-                self.unsaved.grades = true;
+                self.changes.grades = true;
                 done
             }
             EventBody::AdvocateAssigned { advocate_id, advocate } => {
@@ -546,13 +514,13 @@ impl StudentState {
                     advocate: advocate.clone(),
                     version,
                 }));
-                self.unsaved.assignment = true;
+                self.changes.assignment = true;
                 done
             }
         };
         if let Some(id) = old_id {
             insert_sorted(&mut self.others, id);
-            self.unsaved.others = true;
+            self.changes.others = true;
         }
         Some(replaced)
     }

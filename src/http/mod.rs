@@ -4,8 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -13,7 +11,19 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
+
+/// Why the admin server cannot start: start-up stops with the key to change.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(
+        "admin.addr {addr}: cannot listen: {source} (choose another address with --admin-addr)"
+    )]
+    Bind { addr: String, source: std::io::Error },
+    #[error("cannot start the admin server thread: {0}")]
+    Thread(std::io::Error),
+}
 
 #[derive(Debug, Clone)]
 struct Admin {
@@ -45,23 +55,17 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
 #[derive(Debug)]
 pub struct AdminServer {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl AdminServer {
-    /// Binds `addr` (port 0: any free port) and serves until [`AdminServer::stop`]. A bind error
-    /// names the config key.
-    pub fn start(addr: &str, router: Router) -> Result<AdminServer, String> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-            format!(
-                "admin.addr {addr}: cannot listen: {e} (choose another address with --admin-addr)"
-            )
-        })?;
-        let local = listener.local_addr().map_err(|e| format!("admin.addr {addr}: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| format!("admin.addr {addr}: {e}"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
+    /// Binds `addr` (port 0: any free port) and serves until `shutdown`. A bind error names the
+    /// config key.
+    pub fn start(addr: &str, router: Router, shutdown: Shutdown) -> Result<AdminServer, HttpError> {
+        let bind = |source| HttpError::Bind { addr: addr.to_owned(), source };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
         let thread = std::thread::Builder::new()
             .name("ontrack-admin".into())
             .spawn(move || {
@@ -75,25 +79,21 @@ impl AdminServer {
                         Ok(l) => l,
                         Err(e) => return tracing::error!(error = %e, "admin server: cannot listen"),
                     };
-                    let shutdown = async move {
-                        while !stopping.load(Ordering::Relaxed) {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    };
+                    let stopped = async move { shutdown.triggered().await };
                     if let Err(e) =
-                        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+                        axum::serve(listener, router).with_graceful_shutdown(stopped).await
                     {
                         tracing::error!(error = %e, "admin server stopped");
                     }
                 });
             })
-            .map_err(|e| format!("cannot start the admin server thread: {e}"))?;
+            .map_err(HttpError::Thread)?;
         tracing::info!(addr = %local, "admin HTTP: /metrics /healthz /readyz");
-        Ok(AdminServer { addr: local, stop, thread })
+        Ok(AdminServer { addr: local, thread })
     }
 
-    pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+    /// Waits for the server to end (after its shutdown was triggered).
+    pub fn join(self) {
         let _ = self.thread.join();
     }
 }
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("store"), "{body}");
         t.state_loaded();
-        t.partitions_assigned(2);
+        t.partitions_assigned(&["sis.attendance/0@0".into()]);
         t.lag(&[("sis.attendance".into(), 0, 5)]);
         assert_eq!(get(router.clone(), "/readyz").await, (StatusCode::OK, "ready\n".into()));
         t.consumed("sis.attendance", crate::telemetry::Consumed::Applied, 1);

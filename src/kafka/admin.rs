@@ -8,7 +8,7 @@ use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::config::Config;
+use super::KafkaConfig;
 
 /// Why the topics are not usable; start-up stops with this message.
 #[derive(Debug, thiserror::Error)]
@@ -26,22 +26,22 @@ pub enum TopicsError {
     NotCoPartitioned { counts: String },
 }
 
-fn unreachable(config: &Config) -> impl Fn(KafkaError) -> TopicsError + '_ {
-    |source| TopicsError::Unreachable { brokers: config.kafka.brokers.clone(), source }
+fn unreachable(kafka: &KafkaConfig) -> impl Fn(KafkaError) -> TopicsError + '_ {
+    |source| TopicsError::Unreachable { brokers: kafka.brokers.clone(), source }
 }
 
 /// A client of the admin role (a metadata consumer or the admin client).
-fn client<T: FromClientConfig>(config: &Config) -> Result<T, TopicsError> {
-    super::with_overrides(super::client_config(&config.kafka, "admin"), &config.kafka)
+fn client<T: FromClientConfig>(kafka: &KafkaConfig) -> Result<T, TopicsError> {
+    super::with_overrides(super::client_config(kafka, "admin"), kafka)
         .create()
-        .map_err(unreachable(config))
+        .map_err(unreachable(kafka))
 }
 
 /// Partition counts of `topics` (0 for a missing topic).
-fn partition_counts(config: &Config, topics: &[&str]) -> Result<Vec<usize>, TopicsError> {
-    let consumer: BaseConsumer = client(config)?;
+fn partition_counts(kafka: &KafkaConfig, topics: &[&str]) -> Result<Vec<usize>, TopicsError> {
+    let consumer: BaseConsumer = client(kafka)?;
     let metadata =
-        consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(unreachable(config))?;
+        consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(unreachable(kafka))?;
     Ok(topics
         .iter()
         .map(|t| {
@@ -54,31 +54,34 @@ fn partition_counts(config: &Config, topics: &[&str]) -> Result<Vec<usize>, Topi
         .collect())
 }
 
-/// Makes sure all six topics exist and the four inputs share one partition count; returns it.
-pub fn ensure_topics(config: &Config) -> Result<usize, TopicsError> {
-    let t = &config.topics;
-    let inputs = [t.attendance.as_str(), &t.discipline, &t.grades, &t.assignments];
-    let all = [inputs[0], inputs[1], inputs[2], inputs[3], &t.flags, &t.dead_letter];
-    let counts = partition_counts(config, &all)?;
+/// Makes sure the input and output topics exist and the inputs share one partition count;
+/// returns it.
+pub fn ensure_topics(
+    kafka: &KafkaConfig,
+    inputs: &[&str],
+    outputs: &[&str],
+) -> Result<usize, TopicsError> {
+    let all: Vec<&str> = inputs.iter().chain(outputs).copied().collect();
+    let counts = partition_counts(kafka, &all)?;
     let missing: Vec<&str> =
         all.iter().zip(&counts).filter(|(_, n)| **n == 0).map(|(t, _)| *t).collect();
     if !missing.is_empty() {
-        if !config.kafka.create_topics {
+        if !kafka.create_topics {
             return Err(TopicsError::Missing { topic: missing[0].to_owned() });
         }
         // New inputs get the partition count of the existing ones, if any.
-        let existing = counts[..4].iter().copied().find(|n| *n > 0);
-        let partitions = existing.map_or(config.kafka.partitions, |n| n as i32);
-        create(config, &missing, partitions)?;
+        let existing = counts[..inputs.len()].iter().copied().find(|n| *n > 0);
+        let partitions = existing.map_or(kafka.partitions, |n| n as i32);
+        create(kafka, &missing, partitions)?;
     }
     // Metadata of topics just created reaches the brokers' caches a moment later.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let mut counts = partition_counts(config, &inputs)?;
+    let mut counts = partition_counts(kafka, inputs)?;
     while counts.contains(&0) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        counts = partition_counts(config, &inputs)?;
+        counts = partition_counts(kafka, inputs)?;
     }
-    if counts.iter().any(|n| *n != counts[0]) || counts[0] == 0 {
+    if counts.iter().any(|n| *n != counts[0]) || counts.first().is_none_or(|n| *n == 0) {
         let counts = inputs
             .iter()
             .zip(&counts)
@@ -90,13 +93,11 @@ pub fn ensure_topics(config: &Config) -> Result<usize, TopicsError> {
     Ok(counts[0])
 }
 
-fn create(config: &Config, topics: &[&str], partitions: i32) -> Result<(), TopicsError> {
-    let admin: AdminClient<DefaultClientContext> = client(config)?;
+fn create(kafka: &KafkaConfig, topics: &[&str], partitions: i32) -> Result<(), TopicsError> {
+    let admin: AdminClient<DefaultClientContext> = client(kafka)?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| {
-            NewTopic::new(t, partitions, TopicReplication::Fixed(config.kafka.replication_factor))
-        })
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(kafka.replication_factor)))
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

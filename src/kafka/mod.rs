@@ -1,6 +1,9 @@
-//! Kafka, behind one folder: client settings, topic checks, and the outbox publisher.
+//! Kafka, behind one folder: client settings, topic checks, the consumer's settings and context,
+//! and the outbox publisher.
 
 pub mod admin;
+pub mod config;
+pub mod consumer;
 pub mod publisher;
 
 use std::time::Duration;
@@ -9,7 +12,7 @@ use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 
-use crate::config::KafkaConfig;
+pub use config::KafkaConfig;
 
 /// Settings shared by the consumer, the producer and the admin client; the raw `librdkafka`
 /// pass-through map is applied last, so it can override any of them.

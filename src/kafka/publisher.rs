@@ -10,10 +10,13 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use crate::config::KafkaConfig;
-use crate::pipeline::SOURCE_TIME_HEADER;
+use super::KafkaConfig;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Telemetry;
+
+/// Kafka header on flag events: unix milliseconds of the causing event (its Kafka timestamp, else
+/// its `recorded_at`), from which the publisher measures event-to-flag latency.
+pub const SOURCE_TIME_HEADER: &str = "ontrack.source.timestamp_ms";
 
 /// Delivery reports: which outbox records the broker has (or has not) taken.
 #[derive(Debug)]

@@ -1,22 +1,29 @@
 //! Advocate notifications: which alerts an event causes, who receives them, and their delivery.
 //!
-//! - [`plan`] (called by the pipeline inside a batch) turns an applied event into alerts for the
-//!   student's advocate: a same-day absence alert, a flag alert. The resulting [`Notification`]s
-//!   (or digest items) are written in the same store commit as the state change that caused them.
+//! - [`plan`] (pure, called by the pipeline for each batch) turns applied events into alerts for
+//!   the students' advocates: a same-day absence alert, a flag alert. The resulting
+//!   [`Notification`]s (or digest items) are written in the same store commit as the state change
+//!   that caused them.
+//! - [`tables`] holds notify's own tables in the store (advocates, absence marks, the
+//!   notification queue, digest items, failed records, disabled endpoints).
 //! - [`outbox`] is the delivery task: it sends pending notifications through [`webhook`] or
 //!   [`email`], retries with exponential backoff and jitter, groups digests when they are due,
 //!   and turns a notification that cannot be delivered into a kept [`FailedNotification`].
-//! - [`caseload`] reads the assignments file of districts without a `roster.assignments` topic.
+//! - [`address`] decides the channels that reach an advocate; [`caseload`] reads the assignments
+//!   file of districts without a `roster.assignments` topic.
 //!
 //! Privacy: a notification carries the student id, what happened (absence or flag name), the date
 //! and a link; never grades, behavior text, evidence figures or another advocate's students.
 
+pub mod address;
 pub mod caseload;
 pub mod config;
 pub mod email;
+pub mod error;
 pub mod outbox;
 pub mod plan;
 pub mod render;
+pub mod tables;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +33,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::core::{AdvocateContact, Change, Flag, Version};
 
 pub use config::NotifyConfig;
+pub use error::{NotifyError, Retry};
 
 /// An advocate's contact details as the latest assignment event carrying them gave them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +147,18 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// What its delivery's log lines name.
+    pub fn telemetry(&self) -> crate::telemetry::NotificationRef<'_> {
+        crate::telemetry::NotificationRef {
+            id: &self.id,
+            advocate_id: &self.advocate_id,
+            channel: self.to.channel(),
+            attempts: self.attempts,
+        }
+    }
+}
+
 /// `msg_` + 32 hex digits of xxh3-128 over what the message is about, its advocate and channel.
 fn notification_id(about: &str, advocate_id: &str, channel: &str) -> String {
     let key = format!("{about}\u{0}{advocate_id}\u{0}{channel}");
@@ -209,53 +229,59 @@ pub struct DigestItem {
     pub queued_at_ms: i64,
 }
 
-/// A `jiff` civil date as the `time` date of the core.
-pub(crate) fn from_jiff(d: jiff::civil::Date) -> Date {
-    let month = time::Month::try_from(d.month() as u8).unwrap_or(time::Month::January);
-    Date::from_calendar_date(i32::from(d.year()), month, d.day() as u8).unwrap_or(Date::MIN)
-}
-
 /// The running notification side of the service: the planner the pipeline uses, and the
 /// delivery task's thread.
 #[derive(Debug)]
 pub struct Notifications {
     pub planner: std::sync::Arc<plan::Planner>,
-    pub signal: std::sync::Arc<outbox::Signal>,
-    thread: std::thread::JoinHandle<Result<(), crate::store::StoreError>>,
+    /// Wakes the delivery task: a commit queued notifications.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
+    shutdown: crate::shutdown::Shutdown,
+    thread: std::thread::JoinHandle<Result<(), NotifyError>>,
 }
 
 impl Notifications {
-    /// Reads the assignments file and starts the delivery task; `None` when no channel is
-    /// configured (or `notify.enabled = false`). Errors name the config key.
+    /// Reads the assignments file and starts the delivery task, which runs until `shutdown`;
+    /// `None` when no channel is configured (or `notify.enabled = false`). Errors name the
+    /// config key.
     pub fn start(
         config: &NotifyConfig,
         store: crate::store::Store,
         clock: crate::clock::Clock,
         telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
-    ) -> Result<Option<Notifications>, String> {
+        shutdown: crate::shutdown::Shutdown,
+    ) -> Result<Option<Notifications>, NotifyError> {
         use std::sync::Arc;
         if !config.active() {
             return Ok(None);
         }
         let file = match &config.assignments_file {
-            Some(path) => caseload::FileCaseloads::load(path)
-                .map_err(|e| format!("notify.assignments_file {}: {e}", path.display()))?,
+            Some(path) => caseload::FileCaseloads::load(path).map_err(|e| {
+                NotifyError::config("notify.assignments_file", format!("{}: {e}", path.display()))
+            })?,
             None => caseload::FileCaseloads::default(),
         };
+        let config = Arc::new(config.clone());
         let planner = Arc::new(plan::Planner::new(config.clone(), file));
-        let signal = Arc::new(outbox::Signal::default());
-        let delivery =
-            outbox::Delivery::new(store, planner.clone(), clock, signal.clone(), telemetry)?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let delivery = outbox::Delivery::new(
+            store,
+            config,
+            planner.addresser().clone(),
+            clock,
+            outbox::Signals { wake: wake.clone(), shutdown: shutdown.clone() },
+            telemetry,
+        )?;
         let thread = std::thread::Builder::new()
             .name("ontrack-notify".into())
             .spawn(move || delivery.run_blocking())
-            .map_err(|e| format!("cannot start the notification thread: {e}"))?;
-        Ok(Some(Notifications { planner, signal, thread }))
+            .map_err(NotifyError::Runtime)?;
+        Ok(Some(Notifications { planner, wake, shutdown, thread }))
     }
 
     /// Stops the delivery task (sends in flight get a few seconds) and waits for it.
-    pub fn stop(self) -> Result<(), crate::store::StoreError> {
-        self.signal.stop();
+    pub fn stop(self) -> Result<(), NotifyError> {
+        self.shutdown.trigger();
         self.thread.join().unwrap_or(Ok(()))
     }
 }

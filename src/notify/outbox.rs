@@ -7,21 +7,23 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::Rng as _;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
+use super::address::Addresser;
 use super::email::Mailer;
-use super::plan::{Planner, digest_about};
+use super::plan::digest_about;
 use super::render::Renderer;
+use super::tables;
 use super::webhook::WebhookClient;
-use super::{Destination, FailedNotification, Notification};
+use super::{Destination, FailedNotification, Notification, NotifyConfig, NotifyError, Retry};
 use crate::clock::Clock;
-use crate::store::{Store, StoreError};
-use crate::telemetry::{NotificationOutcome, Telemetry};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
 
 /// At most this many sends at once.
 const MAX_IN_FLIGHT: usize = 32;
@@ -30,53 +32,18 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Shutdown waits this long for sends in flight (they are repeated on the next start otherwise).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
-/// The result of one delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
-    Delivered,
-    /// Try again later (not before `after`, when the receiver said so).
-    Retry {
-        reason: String,
-        after: Option<Duration>,
-    },
-    /// The webhook endpoint answered 410 Gone: disable it and fail.
-    Gone {
-        reason: String,
-    },
-    /// Permanent: fail now.
-    Failed {
-        reason: String,
-    },
-}
-
-/// Wakes the delivery task (after a commit queued notifications) and stops it.
-#[derive(Debug, Default)]
-pub struct Signal {
-    notify: Notify,
-    stop: AtomicBool,
-}
-
-impl Signal {
-    /// New notifications may be waiting.
-    pub fn wake(&self) {
-        self.notify.notify_one();
-    }
-
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.notify.notify_one();
-    }
-
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
+/// What moves the delivery task: new notifications were committed; stop.
+#[derive(Debug, Clone)]
+pub struct Signals {
+    pub wake: Arc<Notify>,
+    pub shutdown: Shutdown,
 }
 
 /// Everything one send needs (cheap to clone into a task).
 #[derive(Debug, Clone)]
 struct Sender {
     store: Store,
-    planner: Arc<Planner>,
+    config: Arc<NotifyConfig>,
     renderer: Renderer,
     webhook: WebhookClient,
     mailer: Option<Mailer>,
@@ -87,19 +54,21 @@ struct Sender {
 #[derive(Debug)]
 pub struct Delivery {
     sender: Sender,
-    signal: Arc<Signal>,
+    addresser: Addresser,
+    signals: Signals,
     telemetry: Arc<Telemetry>,
 }
 
 impl Delivery {
+    /// `config` must have passed [`NotifyConfig::check`]; errors name the config key.
     pub fn new(
         store: Store,
-        planner: Arc<Planner>,
+        config: Arc<NotifyConfig>,
+        addresser: Addresser,
         clock: Clock,
-        signal: Arc<Signal>,
+        signals: Signals,
         telemetry: Arc<Telemetry>,
-    ) -> Result<Delivery, String> {
-        let config = planner.config();
+    ) -> Result<Delivery, NotifyError> {
         let webhook = WebhookClient::new(Duration::from_millis(config.webhook.timeout_ms))?;
         let mailer = match config.email.smtp_host.is_empty() {
             true => None,
@@ -107,29 +76,31 @@ impl Delivery {
         };
         let renderer = Renderer::new(&config.link_template);
         Ok(Delivery {
-            sender: Sender { store, planner, renderer, webhook, mailer, clock },
-            signal,
+            sender: Sender { store, config, renderer, webhook, mailer, clock },
+            addresser,
+            signals,
             telemetry,
         })
     }
 
-    /// Runs on the current thread until [`Signal::stop`]; a store error stops it.
-    pub fn run_blocking(self) -> Result<(), StoreError> {
+    /// Runs on the current thread until the shutdown; a store error stops it.
+    pub fn run_blocking(self) -> Result<(), NotifyError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Corrupt { key: "-".into(), reason: e.to_string() })?;
+            .map_err(NotifyError::Runtime)?;
         runtime.block_on(self.run())
     }
 
-    async fn run(self) -> Result<(), StoreError> {
+    async fn run(self) -> Result<(), NotifyError> {
         let mut in_flight: HashSet<u64> = HashSet::new();
-        let mut tasks: JoinSet<(u64, Notification, Attempt)> = JoinSet::new();
-        while !self.signal.stopped() {
+        let mut tasks: JoinSet<(u64, Notification, Result<(), NotifyError>)> = JoinSet::new();
+        let shutdown = self.signals.shutdown.clone();
+        while !shutdown.is_triggered() {
             let now_ms = self.sender.clock.now_ms();
             self.promote_digests(now_ms)?;
             let mut next_due = now_ms + MAX_IDLE.as_millis() as i64;
-            for item in self.sender.store.notifications() {
+            for item in tables::pending(&self.sender.store) {
                 let (seq, n) = item?;
                 if in_flight.contains(&seq) {
                     continue;
@@ -160,7 +131,8 @@ impl Delivery {
                         }
                     }
                 }
-                () = self.signal.notify.notified() => {}
+                () = self.signals.wake.notified() => {}
+                () = shutdown.triggered() => {}
                 () = tokio::time::sleep(idle) => {}
             }
         }
@@ -174,51 +146,56 @@ impl Delivery {
     }
 
     /// Stores the outcome of an attempt.
-    fn record(&self, seq: u64, mut n: Notification, attempt: Attempt) -> Result<(), StoreError> {
+    fn record(
+        &self,
+        seq: u64,
+        mut n: Notification,
+        attempt: Result<(), NotifyError>,
+    ) -> Result<(), NotifyError> {
         let store = &self.sender.store;
         let now_ms = self.sender.clock.now_ms();
         n.attempts += 1;
-        let channel = n.to.channel();
-        let reason = match attempt {
-            Attempt::Delivered => {
-                self.telemetry.notification(channel, NotificationOutcome::Delivered);
+        let error = match attempt {
+            Ok(()) => {
                 let age = Duration::from_millis((now_ms - n.created_at_ms).max(0) as u64);
-                self.telemetry.notification_delivered_after(channel, age);
-                tracing::info!(id = %n.id, channel, advocate_id = %n.advocate_id, attempts = n.attempts, "notification delivered");
-                return store.attempted(seq, Ok(None));
+                self.telemetry.notification_delivered(&n.telemetry(), age);
+                return Ok(tables::attempted(store, seq, Ok(None))?);
             }
-            Attempt::Retry { reason, after } => {
+            Err(e) => e,
+        };
+        let reason = match error.retry() {
+            Retry::Later(after) => {
                 let age_s = (now_ms - n.created_at_ms) / 1000;
-                let retry = &self.sender.planner.config().retry;
+                let retry = &self.sender.config.retry;
                 if age_s < retry.max_age_s as i64 {
                     let delay = backoff(n.attempts, retry.initial_delay_ms, retry.max_delay_ms);
                     let delay = after.map_or(delay, |a| delay.max(a));
                     n.next_attempt_ms = now_ms + delay.as_millis() as i64;
-                    self.telemetry.notification(channel, NotificationOutcome::Retried);
-                    tracing::warn!(id = %n.id, channel, advocate_id = %n.advocate_id, attempts = n.attempts, reason = %reason, retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
-                    n.last_error = Some(reason);
-                    return store.attempted(seq, Ok(Some(&n)));
+                    self.telemetry.notification_retried(&n.telemetry(), &error, delay);
+                    n.last_error = Some(error.to_string());
+                    return Ok(tables::attempted(store, seq, Ok(Some(&n)))?);
                 }
-                format!("gave up after {} attempts over {age_s} s: {reason}", n.attempts)
+                format!("gave up after {} attempts over {age_s} s: {error}", n.attempts)
             }
-            Attempt::Gone { reason } => {
+            Retry::DisableEndpoint => {
                 if let Destination::Webhook(url) = &n.to {
-                    store.disable_endpoint(url, &format!("{reason} (notification {})", n.id))?;
+                    let why = format!("{error} (notification {})", n.id);
+                    tables::disable_endpoint(store, url, &why)?;
                 }
-                tracing::warn!(advocate_id = %n.advocate_id, id = %n.id, "webhook endpoint answered 410 Gone: disabled until the advocate's record names it again");
-                reason
+                self.telemetry.endpoint_disabled(&n.telemetry());
+                error.to_string()
             }
-            Attempt::Failed { reason } => reason,
+            Retry::Never => error.to_string(),
         };
-        self.telemetry.notification(channel, NotificationOutcome::Failed);
-        tracing::error!(id = %n.id, channel, advocate_id = %n.advocate_id, attempts = n.attempts, reason = %reason, "notification failed; kept as a failed-notification record");
+        self.telemetry.notification_failed(&n.telemetry(), &reason);
         let failed = FailedNotification::of(n, reason, now_ms);
-        store.attempted(seq, Err(&failed))
+        Ok(tables::attempted(store, seq, Err(&failed))?)
     }
 
     /// Turns the digest items that fell due into one notification per advocate, date and channel.
-    fn promote_digests(&self, now_ms: i64) -> Result<(), StoreError> {
-        let due = self.sender.store.due_digest_items(now_ms)?;
+    fn promote_digests(&self, now_ms: i64) -> Result<(), NotifyError> {
+        let store = &self.sender.store;
+        let due = tables::due_digest_items(store, now_ms)?;
         if due.is_empty() {
             return Ok(());
         }
@@ -229,10 +206,13 @@ impl Delivery {
             groups.entry((item.advocate_id, item.digest_of)).or_default().push(item.alert);
         }
         let (mut notifications, mut failed) = (Vec::new(), Vec::new());
-        let planner = &self.sender.planner;
         for ((advocate_id, date), alerts) in groups {
-            let contact = planner.stored_contact(&self.sender.store, &advocate_id)?;
-            let (ns, f) = planner.addressed(
+            // The advocate's contact details: streamed, else the assignments file's.
+            let contact = match tables::advocate(store, &advocate_id)? {
+                Some(r) => Some(r.contact),
+                None => self.addresser.file_contact(&advocate_id).cloned(),
+            };
+            let (ns, f) = self.addresser.addressed(
                 &digest_about(date),
                 &advocate_id,
                 contact.as_ref(),
@@ -243,34 +223,23 @@ impl Delivery {
             notifications.extend(ns);
             failed.extend(f);
         }
-        for n in &notifications {
-            self.telemetry.notification(n.to.channel(), NotificationOutcome::Queued);
-        }
-        for _ in &failed {
-            self.telemetry.notification("none", NotificationOutcome::Failed);
-        }
-        self.sender.store.digested(&keys, &notifications, &failed)?;
-        tracing::info!(digests = notifications.len(), "daily digests queued");
+        tables::digested(store, &keys, &notifications, &failed)?;
+        self.telemetry.digests_queued(notifications.iter().map(|n| n.to.channel()), failed.len());
         Ok(())
     }
 }
 
 impl Sender {
-    async fn attempt(&self, n: &Notification) -> Attempt {
+    async fn attempt(&self, n: &Notification) -> Result<(), NotifyError> {
         match &n.to {
             Destination::Webhook(url) => {
-                match self.store.endpoint_disabled(url) {
-                    Ok(Some(why)) => {
-                        return Attempt::Failed { reason: format!("endpoint disabled: {why}") };
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Attempt::Retry { reason: e.to_string(), after: None },
+                if let Some(why) = tables::endpoint_disabled(&self.store, url)? {
+                    return Err(NotifyError::permanent(format!("endpoint disabled: {why}")));
                 }
-                let Some(key) = self.planner.config().webhook_key(&n.advocate_id) else {
-                    return Attempt::Failed {
-                        reason: "no webhook secret (notify.webhook.secret) for this advocate"
-                            .into(),
-                    };
+                let Some(key) = self.config.webhook_key(&n.advocate_id) else {
+                    return Err(NotifyError::permanent(
+                        "no webhook secret (notify.webhook.secret) for this advocate",
+                    ));
                 };
                 let body = self.renderer.json(n);
                 // The real time, not the service clock: receivers reject stale timestamps.
@@ -279,9 +248,9 @@ impl Sender {
             }
             Destination::Email(address) => match &self.mailer {
                 Some(mailer) => mailer.send(address, n, &self.renderer).await,
-                None => Attempt::Failed {
-                    reason: "email is not configured (notify.email.smtp_host)".into(),
-                },
+                None => {
+                    Err(NotifyError::permanent("email is not configured (notify.email.smtp_host)"))
+                }
             },
         }
     }

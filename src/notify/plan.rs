@@ -1,207 +1,305 @@
-//! Inside a batch: which alerts an applied event causes, for which advocate, by which channel.
+//! Which alerts a batch's events cause, for which advocate, by which channel. Pure: no store, no
+//! clock (the batch's `now` is given), like the core.
 //!
-//! Called by the pipeline after each event is folded, with the student's new state; everything it
-//! decides goes into the batch's [`NotifyCommit`], so a notification is durable exactly when the
-//! state change that caused it is.
+//! In three steps, so that nothing reads the store while a batch is folded:
+//! 1. [`Planner::facts`], as each event is folded: what the alerts of this event can depend on,
+//!    taken from the student's state at that moment (most events of a backfill take nothing);
+//! 2. [`View`]: the stored advocates and absence marks those facts name, loaded once per batch
+//!    (`notify::tables`);
+//! 3. [`Planner::plan`]: the facts in order over the view → [`Intents`], which the pipeline writes
+//!    in the batch's commit, so a notification is durable exactly when the state change that
+//!    caused it is.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use time::Date;
 
+use super::address::Addresser;
 use super::caseload::FileCaseloads;
 use super::config::{DeliveryMode, NotifyConfig};
-use super::{
-    AdvocateRecord, Alert, AlertKind, DigestItem, FailedNotification, Notification, from_jiff,
+use super::{AdvocateRecord, Alert, AlertKind, DigestItem, FailedNotification, Notification};
+use crate::core::{
+    AdvocateContact, Change, Event, EventBody, Flag, FlagChange, StudentState, Version,
 };
-use crate::core::{AdvocateContact, Change, Event, EventBody, FlagChange, StudentState, Version};
-use crate::store::{NotifyCommit, Store, StoreError};
 
 /// The notification planner: configuration and the assignments file.
 #[derive(Debug)]
 pub struct Planner {
-    config: NotifyConfig,
-    file: FileCaseloads,
+    config: Arc<NotifyConfig>,
+    /// The assignments file's caseloads (a `roster.assignments` record wins over them).
+    advocate_of: HashMap<String, String>,
+    addresser: Addresser,
     default_tz: TimeZone,
 }
 
-/// A batch's notification writes, with what the batch already decided (write batches cannot read
-/// their own writes).
-#[derive(Debug, Default)]
-pub struct Pending {
-    advocates: HashMap<String, AdvocateRecord>,
-    absence_alerted: HashMap<String, Date>,
-    out: NotifyCommit,
+/// What the alerts of one applied event can depend on, taken as it was folded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// An assignment event's contact details for its advocate.
+    contact: Option<(String, AdvocateContact, Version)>,
+    alert: Option<AlertFacts>,
 }
 
-impl Pending {
-    pub fn into_commit(mut self) -> NotifyCommit {
-        self.out.advocates = self.advocates.into_iter().collect();
-        self.out.absence_alerted = self.absence_alerted.into_iter().collect();
-        self.out
+/// The alert side of [`Facts`]: the student's advocate then, and what may be news.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AlertFacts {
+    student_id: String,
+    advocate_id: String,
+    kind: EventKind,
+    date: Date,
+    recorded_at_s: i64,
+    /// Whether the student's record was an absence on UTC's yesterday, today and tomorrow
+    /// (every timezone's today is one of them); all false when the event cannot alert an absence.
+    absent_near: [bool; 3],
+    /// The flag changes that are news (not a move to a new school year's clears), when the event
+    /// is recent enough to alert about.
+    flags: Vec<(Change, Flag, String, Date)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Attendance,
+    Assignment,
+    Other,
+}
+
+/// The stored records a batch's facts name, loaded once before planning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// Advocates' stored contact details (`None`: none streamed).
+    pub advocates: HashMap<String, Option<AdvocateRecord>>,
+    /// Students' last same-day absence alert (`None`: never).
+    pub absence_marks: HashMap<String, Option<Date>>,
+}
+
+impl View {
+    /// The advocate ids and student ids whose records the facts need.
+    pub fn wanted(facts: &[Facts]) -> (Vec<&str>, Vec<&str>) {
+        let mut advocates = Vec::new();
+        let mut students = Vec::new();
+        for f in facts {
+            if let Some((id, _, _)) = &f.contact {
+                advocates.push(id.as_str());
+            }
+            if let Some(a) = &f.alert {
+                advocates.push(a.advocate_id.as_str());
+                if a.absent_near.iter().any(|x| *x) {
+                    students.push(a.student_id.as_str());
+                }
+            }
+        }
+        for ids in [&mut advocates, &mut students] {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        (advocates, students)
     }
+}
+
+/// What a batch's events queue for advocates: written in the batch's commit.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Intents {
+    /// Advocates whose contact details changed.
+    pub advocates: Vec<(String, AdvocateRecord)>,
+    /// `(student_id, date)`: a same-day absence alert was queued for this student and date.
+    pub absence_alerted: Vec<(String, Date)>,
+    pub notifications: Vec<Notification>,
+    /// `(due, item)`: alerts waiting for a digest due at unix milliseconds `due`.
+    pub digest_items: Vec<(i64, DigestItem)>,
+    pub failed: Vec<FailedNotification>,
+    /// Webhook URLs given again by an advocate's newer record: no longer disabled.
+    pub enabled_endpoints: Vec<String>,
+}
+
+/// A `jiff` civil date as the `time` date of the core.
+pub(crate) fn from_jiff(d: jiff::civil::Date) -> Date {
+    let month = time::Month::try_from(d.month() as u8).unwrap_or(time::Month::January);
+    Date::from_calendar_date(i32::from(d.year()), month, d.day() as u8).unwrap_or(Date::MIN)
 }
 
 impl Planner {
     /// `config` must have passed [`NotifyConfig::check`].
-    pub fn new(config: NotifyConfig, file: FileCaseloads) -> Planner {
+    pub fn new(config: Arc<NotifyConfig>, file: FileCaseloads) -> Planner {
         let default_tz = TimeZone::get(&config.default_timezone).unwrap_or(TimeZone::UTC);
-        Planner { config, file, default_tz }
+        let addresser = Addresser::new(config.clone(), file.contacts);
+        Planner { config, advocate_of: file.advocate_of, addresser, default_tz }
     }
 
-    pub fn config(&self) -> &NotifyConfig {
+    pub fn config(&self) -> &Arc<NotifyConfig> {
         &self.config
     }
 
-    /// Plans the alerts of one applied (not duplicate) event; `state` is the student's state after
-    /// it, `changes` the flag changes it caused.
-    pub fn on_event(
+    /// How alerts reach advocates (delivery shares it).
+    pub fn addresser(&self) -> &Addresser {
+        &self.addresser
+    }
+
+    /// Step 1: the facts of one applied (not duplicate) event; `state` is the student's state
+    /// after it, `changes` the flag changes it caused. `None`: it cannot cause anything.
+    pub fn facts(
         &self,
-        store: &Store,
-        pending: &mut Pending,
         event: &Event,
         state: &StudentState,
         changes: &[FlagChange],
         now: Timestamp,
-    ) -> Result<(), StoreError> {
-        if let EventBody::AdvocateAssigned { advocate_id: Some(id), advocate: Some(contact) } =
-            &event.body
-        {
-            self.update_contact(store, pending, id, contact, Version::of(event))?;
-        }
+    ) -> Option<Facts> {
+        let contact = match &event.body {
+            EventBody::AdvocateAssigned { advocate_id: Some(id), advocate: Some(contact) } => {
+                Some((id.to_string(), contact.clone(), Version::of(event)))
+            }
+            _ => None,
+        };
+        let alert = self.alert_facts(event, state, changes, now);
+        (contact.is_some() || alert.is_some()).then_some(Facts { contact, alert })
+    }
+
+    fn alert_facts(
+        &self,
+        event: &Event,
+        state: &StudentState,
+        changes: &[FlagChange],
+        now: Timestamp,
+    ) -> Option<AlertFacts> {
         let advocate_id = match state.assignment() {
             // An assignment from the topic wins over the file's; `advocate_id: null` ends it.
             Some(a) => a.advocate_id.as_deref(),
-            None => self.file.advocate_of.get(&*event.student_id).map(String::as_str),
-        };
-        let Some(advocate_id) = advocate_id else { return Ok(()) };
+            None => self.advocate_of.get(&*event.student_id).map(String::as_str),
+        }?;
         // Every timezone's today is within a day of UTC's. Events about other dates and flag
-        // changes of old events cannot alert, so they cost no lookup: a backfill, or a partition
-        // rebuilt from its beginning, streams millions of them.
+        // changes of old events cannot alert, so they cost nothing more: a backfill, or a
+        // partition rebuilt from its beginning, streams millions of them.
         let utc_today = from_jiff(TimeZone::UTC.to_datetime(now).date());
-        let may_absence = match event.body {
-            EventBody::AttendanceRecorded { .. } => {
-                (event.date - utc_today).whole_days().abs() <= 1
-            }
-            EventBody::AdvocateAssigned { .. } => true,
-            _ => false,
+        let kind = match event.body {
+            EventBody::AttendanceRecorded { .. } => EventKind::Attendance,
+            EventBody::AdvocateAssigned { .. } => EventKind::Assignment,
+            _ => EventKind::Other,
         };
-        let may_flag = !changes.is_empty() && self.is_recent(event, utc_today, now, 1);
+        let may_absence = match kind {
+            EventKind::Attendance => (event.date - utc_today).whole_days().abs() <= 1,
+            EventKind::Assignment => true,
+            EventKind::Other => false,
+        };
+        let recorded_at_s = event.recorded_at.secs;
+        let may_flag =
+            !changes.is_empty() && self.is_recent(event.date, recorded_at_s, utc_today, now, 1);
         if !may_absence && !may_flag {
-            return Ok(());
+            return None;
         }
-        let contact = self.contact(store, pending, advocate_id)?;
+        let mut absent_near = [false; 3];
+        if may_absence {
+            for (i, near) in absent_near.iter_mut().enumerate() {
+                let day = utc_today + time::Duration::days(i as i64 - 1);
+                *near = state.attendance_on(day).is_some_and(|s| s.is_absence());
+            }
+        }
+        // A move to a new school year clears every flag with no evidence: bookkeeping, not news
+        // about the student.
+        let news = changes.iter().filter(|c| c.evidence.is_some() || c.change == Change::Raised);
+        let flags = match may_flag {
+            true => news.map(|c| (c.change, c.flag, c.flag_id(), c.as_of)).collect(),
+            false => Vec::new(),
+        };
+        Some(AlertFacts {
+            student_id: event.student_id.to_string(),
+            advocate_id: advocate_id.to_owned(),
+            kind,
+            date: event.date,
+            recorded_at_s,
+            absent_near,
+            flags,
+        })
+    }
+
+    /// Step 3: the batch's facts, in the order of their events, over the stored `view`.
+    pub fn plan(&self, view: &View, facts: &[Facts], now: Timestamp) -> Intents {
+        let mut batch = BatchView { view, advocates: HashMap::new(), marks: HashMap::new() };
+        let mut out = Intents::default();
+        for f in facts {
+            if let Some((id, contact, version)) = &f.contact {
+                batch.update_contact(&mut out, id, contact, version);
+            }
+            if let Some(a) = &f.alert {
+                self.plan_alerts(&mut batch, &mut out, a, now);
+            }
+        }
+        out.advocates = batch.advocates.into_iter().collect();
+        out.advocates.sort_by(|a, b| a.0.cmp(&b.0));
+        out.absence_alerted = batch.marks.into_iter().collect();
+        out.absence_alerted.sort();
+        out
+    }
+
+    fn plan_alerts(
+        &self,
+        batch: &mut BatchView<'_>,
+        out: &mut Intents,
+        a: &AlertFacts,
+        now: Timestamp,
+    ) {
+        let stored = batch.contact(&a.advocate_id);
+        let contact = stored.or_else(|| self.addresser.file_contact(&a.advocate_id).cloned());
         let tz = contact
             .as_ref()
             .and_then(|c| c.timezone.as_deref())
             .and_then(|name| TimeZone::get(name).ok())
             .unwrap_or_else(|| self.default_tz.clone());
         let today = from_jiff(tz.to_datetime(now).date());
+        let utc_today = from_jiff(TimeZone::UTC.to_datetime(now).date());
 
         let mut alerts = Vec::new();
-        let student = &*event.student_id;
         // Today's absence alerts when its record is folded, or when the assignment that puts the
         // student on a caseload is (the two topics are consumed in no particular order).
-        let about_today = match event.body {
-            EventBody::AttendanceRecorded { .. } => event.date == today,
-            EventBody::AdvocateAssigned { .. } => true,
-            _ => false,
+        let about_today = match a.kind {
+            EventKind::Attendance => a.date == today,
+            EventKind::Assignment => true,
+            EventKind::Other => false,
         };
-        if about_today && state.attendance_on(today).is_some_and(|s| s.is_absence()) {
-            let alerted = match pending.absence_alerted.get(student) {
-                Some(d) => Some(*d),
-                None => store.absence_alerted(student)?,
-            };
-            if alerted != Some(today) {
-                pending.absence_alerted.insert(student.to_owned(), today);
-                alerts.push(Alert {
-                    kind: AlertKind::Absence,
-                    student_id: student.to_owned(),
-                    date: today,
-                    flag: None,
-                });
-            }
+        let near = usize::try_from((today - utc_today).whole_days() + 1).ok();
+        let absent_today = near.and_then(|i| a.absent_near.get(i)).copied().unwrap_or(false);
+        if about_today && absent_today && batch.mark(&a.student_id) != Some(today) {
+            batch.marks.insert(a.student_id.clone(), today);
+            alerts.push(Alert {
+                kind: AlertKind::Absence,
+                student_id: a.student_id.clone(),
+                date: today,
+                flag: None,
+            });
         }
-        if !changes.is_empty() && self.is_recent(event, today, now, 0) {
-            // A move to a new school year clears every flag with no evidence: bookkeeping, not
-            // news about the student.
-            let news =
-                changes.iter().filter(|c| c.evidence.is_some() || c.change == Change::Raised);
-            alerts.extend(news.map(|c| Alert {
-                kind: AlertKind::of_change(c.change),
-                student_id: student.to_owned(),
-                date: c.as_of,
-                flag: Some((c.flag, c.flag_id())),
+        if !a.flags.is_empty() && self.is_recent(a.date, a.recorded_at_s, today, now, 0) {
+            alerts.extend(a.flags.iter().map(|(change, flag, flag_id, as_of)| Alert {
+                kind: AlertKind::of_change(*change),
+                student_id: a.student_id.clone(),
+                date: *as_of,
+                flag: Some((*flag, flag_id.clone())),
             }));
         }
         for alert in alerts {
-            self.route(pending, advocate_id, contact.as_ref(), &tz, alert, now);
+            self.route(out, &a.advocate_id, contact.as_ref(), &tz, alert, now);
         }
-        Ok(())
     }
 
-    /// Whether the event behind a flag change is recent enough to alert about (with `slack_days`
-    /// more of window).
-    fn is_recent(&self, event: &Event, today: Date, now: Timestamp, slack_days: i64) -> bool {
+    /// Whether an event dated `date`, recorded at `recorded_at_s`, is recent enough to alert about
+    /// a flag change it caused (with `slack_days` more of window).
+    fn is_recent(
+        &self,
+        date: Date,
+        recorded_at_s: i64,
+        today: Date,
+        now: Timestamp,
+        slack_days: i64,
+    ) -> bool {
         let window = i64::from(self.config.flag_alert_window_days) + slack_days;
-        let by_date = (today - event.date).whole_days() <= window;
-        let recorded_s = event.recorded_at.secs;
-        by_date || now.as_second() - recorded_s <= window * 86_400
-    }
-
-    fn update_contact(
-        &self,
-        store: &Store,
-        pending: &mut Pending,
-        advocate_id: &str,
-        contact: &AdvocateContact,
-        version: Version,
-    ) -> Result<(), StoreError> {
-        let current = match pending.advocates.get(advocate_id) {
-            Some(r) => Some(r.version.clone()),
-            None => store.advocate(advocate_id)?.map(|r| r.version),
-        };
-        if current.is_some_and(|v| v >= version) {
-            return Ok(());
-        }
-        if let Some(url) = &contact.webhook_url {
-            pending.out.enabled_endpoints.push(url.clone());
-        }
-        let record = AdvocateRecord { contact: contact.clone(), version };
-        pending.advocates.insert(advocate_id.to_owned(), record);
-        Ok(())
-    }
-
-    /// The advocate's contact details: streamed (this batch's, then the store's), else the file's.
-    fn contact(
-        &self,
-        store: &Store,
-        pending: &Pending,
-        advocate_id: &str,
-    ) -> Result<Option<AdvocateContact>, StoreError> {
-        match pending.advocates.get(advocate_id) {
-            Some(r) => Ok(Some(r.contact.clone())),
-            None => self.stored_contact(store, advocate_id),
-        }
-    }
-
-    /// The advocate's contact details outside a batch: the store's, else the file's.
-    pub fn stored_contact(
-        &self,
-        store: &Store,
-        advocate_id: &str,
-    ) -> Result<Option<AdvocateContact>, StoreError> {
-        match store.advocate(advocate_id)? {
-            Some(r) => Ok(Some(r.contact)),
-            None => Ok(self.file.contacts.get(advocate_id).cloned()),
-        }
+        let by_date = (today - date).whole_days() <= window;
+        by_date || now.as_second() - recorded_at_s <= window * 86_400
     }
 
     /// Queues `alert` for `advocate_id`: now on each channel, or into the next daily digest.
     fn route(
         &self,
-        pending: &mut Pending,
+        out: &mut Intents,
         advocate_id: &str,
         contact: Option<&AdvocateContact>,
         tz: &TimeZone,
@@ -226,54 +324,62 @@ impl Planner {
                 alert,
                 queued_at_ms: now_ms,
             };
-            pending.out.digest_items.push((due.as_millisecond(), item));
+            out.digest_items.push((due.as_millisecond(), item));
             return;
         }
         let about = alert_about(&alert);
         let (notifications, failed) =
-            self.addressed(&about, advocate_id, contact, None, vec![alert], now_ms);
-        pending.out.notifications.extend(notifications);
-        pending.out.failed.extend(failed);
+            self.addresser.addressed(&about, advocate_id, contact, None, vec![alert], now_ms);
+        out.notifications.extend(notifications);
+        out.failed.extend(failed);
+    }
+}
+
+/// The stored view with what the batch decided so far (write batches cannot read their own
+/// writes).
+struct BatchView<'v> {
+    view: &'v View,
+    advocates: HashMap<String, AdvocateRecord>,
+    marks: HashMap<String, Date>,
+}
+
+impl BatchView<'_> {
+    fn update_contact(
+        &mut self,
+        out: &mut Intents,
+        advocate_id: &str,
+        contact: &AdvocateContact,
+        version: &Version,
+    ) {
+        let current = match self.advocates.get(advocate_id) {
+            Some(r) => Some(&r.version),
+            None => {
+                self.view.advocates.get(advocate_id).and_then(|r| r.as_ref().map(|r| &r.version))
+            }
+        };
+        if current.is_some_and(|v| v >= version) {
+            return;
+        }
+        if let Some(url) = &contact.webhook_url {
+            out.enabled_endpoints.push(url.clone());
+        }
+        let record = AdvocateRecord { contact: contact.clone(), version: version.clone() };
+        self.advocates.insert(advocate_id.to_owned(), record);
     }
 
-    /// One notification per usable channel of the advocate, or a failure saying why there is none.
-    pub fn addressed(
-        &self,
-        about: &str,
-        advocate_id: &str,
-        contact: Option<&AdvocateContact>,
-        digest_of: Option<Date>,
-        alerts: Vec<Alert>,
-        now_ms: i64,
-    ) -> (Vec<Notification>, Option<FailedNotification>) {
-        let mut out = Vec::new();
-        let c = contact.cloned().unwrap_or_default();
-        let webhook_key = self.config.webhook_key(advocate_id).is_some();
-        let email_on = !self.config.email.smtp_host.is_empty();
-        if let Some(url) = c.webhook_url.filter(|u| !u.is_empty() && webhook_key) {
-            let to = super::Destination::Webhook(url);
-            out.push(Notification::new(about, advocate_id, to, digest_of, alerts.clone(), now_ms));
+    /// The advocate's streamed contact details: this batch's, then the store's.
+    fn contact(&self, advocate_id: &str) -> Option<AdvocateContact> {
+        match self.advocates.get(advocate_id) {
+            Some(r) => Some(r.contact.clone()),
+            None => self.view.advocates.get(advocate_id)?.as_ref().map(|r| r.contact.clone()),
         }
-        if let Some(address) = c.email.filter(|e| !e.is_empty() && email_on) {
-            let to = super::Destination::Email(address);
-            out.push(Notification::new(about, advocate_id, to, digest_of, alerts.clone(), now_ms));
+    }
+
+    fn mark(&self, student_id: &str) -> Option<Date> {
+        match self.marks.get(student_id) {
+            Some(d) => Some(*d),
+            None => self.view.absence_marks.get(student_id).copied().flatten(),
         }
-        if !out.is_empty() {
-            return (out, None);
-        }
-        let reason = match contact {
-            None => format!(
-                "advocate {advocate_id} has no contact details: send an assignment with an \
-                 `advocate` object, or list them in notify.assignments_file"
-            ),
-            Some(_) => format!(
-                "advocate {advocate_id} has no usable channel: a webhook_url needs a secret \
-                 (notify.webhook.secret), an email needs an SMTP server (notify.email.smtp_host)"
-            ),
-        };
-        let failed =
-            FailedNotification::unroutable(about, advocate_id, digest_of, alerts, reason, now_ms);
-        (Vec::new(), Some(failed))
     }
 }
 

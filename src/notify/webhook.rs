@@ -10,7 +10,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::outbox::Attempt;
+use super::NotifyError;
 
 /// `v1,` + base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -33,13 +33,15 @@ pub struct WebhookClient {
 }
 
 impl WebhookClient {
-    pub fn new(timeout: Duration) -> Result<WebhookClient, String> {
+    pub fn new(timeout: Duration) -> Result<WebhookClient, NotifyError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ontrack/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+            .map_err(|e| {
+                NotifyError::config("notify.webhook", format!("cannot build the HTTP client: {e}"))
+            })?;
         Ok(WebhookClient { http })
     }
 
@@ -51,7 +53,7 @@ impl WebhookClient {
         id: &str,
         timestamp: i64,
         body: Vec<u8>,
-    ) -> Attempt {
+    ) -> Result<(), NotifyError> {
         let signature = sign(key, id, timestamp, &body);
         let request = self
             .http
@@ -70,24 +72,22 @@ impl WebhookClient {
                     .and_then(parse_retry_after);
                 classify(response.status().as_u16(), retry_after)
             }
-            Err(e) if e.is_timeout() => Attempt::Retry { reason: "timed out".into(), after: None },
+            Err(e) if e.is_timeout() => Err(NotifyError::transient("timed out")),
             // Connection refused, DNS, TLS: the receiver may be back later.
-            Err(e) => {
-                Attempt::Retry { reason: format!("cannot connect: {}", root(&e)), after: None }
-            }
+            Err(e) => Err(NotifyError::transient(format!("cannot connect: {}", root(&e)))),
         }
     }
 }
 
 /// What a webhook response status means for the notification.
-pub fn classify(status: u16, retry_after: Option<Duration>) -> Attempt {
+pub fn classify(status: u16, retry_after: Option<Duration>) -> Result<(), NotifyError> {
     match status {
-        200..=299 => Attempt::Delivered,
-        410 => Attempt::Gone { reason: "endpoint gone (HTTP 410): disabled".into() },
+        200..=299 => Ok(()),
+        410 => Err(NotifyError::Gone { reason: "endpoint gone (HTTP 410): disabled".into() }),
         408 | 429 | 500..=599 => {
-            Attempt::Retry { reason: format!("HTTP {status}"), after: retry_after }
+            Err(NotifyError::Transient { reason: format!("HTTP {status}"), after: retry_after })
         }
-        _ => Attempt::Failed { reason: format!("HTTP {status}: the receiver refused it") },
+        _ => Err(NotifyError::permanent(format!("HTTP {status}: the receiver refused it"))),
     }
 }
 
@@ -128,13 +128,17 @@ mod tests {
 
     #[test]
     fn statuses_map_to_what_the_issue_asks() {
-        assert_eq!(classify(204, None), Attempt::Delivered);
-        assert!(matches!(classify(410, None), Attempt::Gone { .. }));
+        use crate::notify::Retry;
+        let retry = |status| classify(status, None).unwrap_err().retry();
+        assert!(classify(204, None).is_ok());
+        assert_eq!(retry(410), Retry::DisableEndpoint);
         for s in [408, 429, 500, 503] {
-            assert!(matches!(classify(s, None), Attempt::Retry { .. }), "{s}");
+            assert_eq!(retry(s), Retry::Later(None), "{s}");
         }
+        let after = Some(Duration::from_secs(3));
+        assert_eq!(classify(429, after).unwrap_err().retry(), Retry::Later(after));
         for s in [301, 400, 401, 404, 422] {
-            assert!(matches!(classify(s, None), Attempt::Failed { .. }), "{s}");
+            assert_eq!(retry(s), Retry::Never, "{s}");
         }
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));

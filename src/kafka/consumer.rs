@@ -1,0 +1,171 @@
+//! The input consumer: its settings, and a thin rdkafka context that turns librdkafka's
+//! statistics into the lag metrics and hands rebalances to the service's [`Rebalance`] hook.
+//!
+//! Rebalance callbacks run inside `poll`, on the loop's thread: the hook positions newly assigned
+//! partitions at the offsets the store has, and persists the in-flight batch before partitions
+//! go (as rust-rdkafka's `at_least_once` example does). An error inside a callback cannot be
+//! returned through `poll`: the context keeps it for the loop to stop with.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use super::KafkaConfig;
+use crate::telemetry::Telemetry;
+
+/// The consumer's settings: the group, offsets stored by ontrack (never automatically), the
+/// range assignor (co-partitioning) and statistics for the lag metrics.
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = super::client_config(kafka, "consumer");
+    c.set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Range gives partition i of every input topic to the same member: co-partitioning.
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
+        // Consumer lag per partition for /metrics and /readyz.
+        .set("statistics.interval.ms", "5000");
+    if !kafka.group_instance_id.is_empty() {
+        c.set("group.instance.id", &kafka.group_instance_id);
+    }
+    super::with_overrides(c, kafka)
+}
+
+/// What the service does when the group moves partitions.
+pub trait Rebalance: Send + Sync {
+    /// Where to resume reading a newly assigned partition (`None`: from its beginning).
+    fn resume_at(&self, topic: &str, partition: i32) -> Result<Option<i64>, String>;
+    /// Partitions are about to go: persist everything read from them. Returns the next offset of
+    /// each partition read, to commit to Kafka (for lag monitoring).
+    fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String>;
+    /// The assignment was dropped after a rebalance error: forget what was read and not
+    /// persisted (it is read again from the stored offsets).
+    fn lost(&self);
+}
+
+/// The consumer's context.
+pub struct Context<R> {
+    telemetry: Arc<Telemetry>,
+    hook: R,
+    /// An error inside a callback, for the loop to stop with.
+    fatal: Mutex<Option<String>>,
+}
+
+impl<R> std::fmt::Debug for Context<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl<R: Rebalance> Context<R> {
+    pub fn new(telemetry: Arc<Telemetry>, hook: R) -> Context<R> {
+        Context { telemetry, hook, fatal: Mutex::new(None) }
+    }
+
+    pub fn hook(&self) -> &R {
+        &self.hook
+    }
+
+    /// The error a callback met, if any (taken: reported once).
+    pub fn take_fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        *self.fatal.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+    }
+
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> Result<(), String> {
+        let mut assignment = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let offset = match self.hook.resume_at(e.topic(), e.partition())? {
+                Some(next) => Offset::Offset(next),
+                None => Offset::Beginning,
+            };
+            (assignment.add_partition_offset(e.topic(), e.partition(), offset))
+                .map_err(|err| format!("kafka: {err}"))?;
+        }
+        let resume: Vec<String> = (assignment.elements().iter())
+            .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+            .collect();
+        self.telemetry.partitions_assigned(&resume);
+        consumer
+            .assign(&assignment)
+            .map_err(|err| format!("kafka: cannot take the assigned partitions: {err}"))
+    }
+}
+
+impl<R: Rebalance> ClientContext for Context<R> {
+    /// librdkafka's statistics (every 5 s): the consumer lag of each assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1: the internal "unassigned" partition; a negative lag: not known yet.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lags.push((topic.clone(), *partition, p.consumer_lag));
+                }
+            }
+        }
+        self.telemetry.lag(&lags);
+    }
+}
+
+impl<R: Rebalance> ConsumerContext for Context<R> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(message) = self.assign(consumer, tpl) {
+                    self.fail(message);
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Finish and persist the in-flight batch before letting the partitions go.
+                match self.hook.revoking() {
+                    Ok(offsets) => commit(consumer, &offsets),
+                    Err(message) => self.fail(message),
+                }
+                self.telemetry.partitions_revoked(tpl.count());
+                if let Err(err) = consumer.unassign() {
+                    tracing::warn!(error = %err, "kafka: unassign failed");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "kafka: rebalance error; dropping the assignment");
+                self.hook.lost();
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// Commits `(topic, partition, next offset)` to Kafka, for lag monitoring only (the store has the
+/// offsets ontrack resumes from), without waiting.
+pub fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, offsets: &[(String, i32, i64)]) {
+    if offsets.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, next) in offsets {
+        if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+            tracing::debug!(error = %e, "kafka offset commit skipped");
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+        tracing::debug!(error = %e, "kafka offset commit failed (the store has the offsets)");
+    }
+}

@@ -1,0 +1,240 @@
+//! One batch of input messages → one store commit: the service's unit of work.
+//!
+//! The Kafka loop (`service`) hands each batch it polled to [`Pipeline::process`], which reads
+//! like the dataflow: [`fold`] (decode, check, apply each event to its student's state, the
+//! states kept between batches by [`cache`]), [`outputs`] (flag events, dead letters, raised
+//! counts), the notification plan (`notify::plan`, pure, over what the batch's events need from
+//! the store, loaded once), then one atomic, flushed commit of everything — states, the next
+//! offset of every partition read, the outbox, the notifications — and [`report`]. Only after
+//! that may the loop publish the outbox and commit offsets to Kafka. Kept apart from Kafka so it
+//! is tested without a broker.
+
+pub mod cache;
+mod fold;
+pub mod outputs;
+pub mod report;
+
+use std::sync::Arc;
+
+use crate::core::{EventKind, Outcome, Rules};
+use crate::notify::plan::{Planner, View};
+use crate::store::{OFFSETS, Store, StoreError};
+use crate::telemetry::Telemetry;
+
+pub use cache::{DEFAULT_CACHE_MIB, cached_bytes};
+pub use outputs::raised_counts;
+pub use report::BatchOutcome;
+
+/// Every table in the store, by prefix: the store's own, notify's and the pipeline's (a test
+/// keeps the prefixes distinct).
+pub const TABLES: &[(u8, &str)] = &[
+    (b'v', "store format"),
+    (crate::store::STATES, "student states"),
+    (crate::store::STUDENTS_BY_PARTITION.prefix(), crate::store::STUDENTS_BY_PARTITION.name),
+    (OFFSETS.prefix(), OFFSETS.name),
+    (crate::store::OUTBOX.prefix(), crate::store::OUTBOX.name),
+    (outputs::RAISED.prefix(), outputs::RAISED.name),
+    crate::notify::tables::PREFIXES[0],
+    crate::notify::tables::PREFIXES[1],
+    crate::notify::tables::PREFIXES[2],
+    crate::notify::tables::PREFIXES[3],
+    crate::notify::tables::PREFIXES[4],
+    crate::notify::tables::PREFIXES[5],
+];
+
+/// `[topics]`: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    pub attendance: String,
+    pub discipline: String,
+    pub grades: String,
+    pub assignments: String,
+    pub flags: String,
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            attendance: "sis.attendance".into(),
+            discipline: "sis.discipline".into(),
+            grades: "sis.grades".into(),
+            assignments: "roster.assignments".into(),
+            flags: "ontrack.flags".into(),
+            dead_letter: "ontrack.dead-letter".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// The four inputs, in the contract table's order.
+    pub fn inputs(&self) -> [&str; 4] {
+        [&self.attendance, &self.discipline, &self.grades, &self.assignments]
+    }
+
+    /// The two outputs.
+    pub fn outputs(&self) -> [&str; 2] {
+        [&self.flags, &self.dead_letter]
+    }
+
+    /// The input topic events of `kind` belong on.
+    pub fn input_of(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Attendance => &self.attendance,
+            EventKind::Discipline => &self.discipline,
+            EventKind::Grade => &self.grades,
+            EventKind::Assignment => &self.assignments,
+        }
+    }
+}
+
+/// One consumed message, as the Kafka loop saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct InputMessage<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// The message's Kafka timestamp (unix milliseconds), if it has one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The core around the store.
+#[derive(Debug)]
+pub struct Pipeline {
+    store: Store,
+    rules: Rules,
+    topics: Topics,
+    /// `None`: notifications are off.
+    planner: Option<Arc<Planner>>,
+    telemetry: Arc<Telemetry>,
+    /// Decoded states of recently touched students, equal to the store's.
+    cache: std::sync::Mutex<cache::StateCache>,
+    cache_bytes: usize,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, rules: Rules, topics: Topics) -> Pipeline {
+        Pipeline {
+            store,
+            rules,
+            topics,
+            planner: None,
+            telemetry: Arc::default(),
+            cache: std::sync::Mutex::default(),
+            cache_bytes: DEFAULT_CACHE_MIB << 20,
+        }
+    }
+
+    /// Keeps decoded states in up to about `mib` MiB of memory (0: none).
+    pub fn with_cache_mib(mut self, mib: usize) -> Pipeline {
+        self.cache_bytes = mib << 20;
+        self
+    }
+
+    /// Keeps decoded states in up to about `bytes` bytes (tests use tiny caches).
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Pipeline {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Drops every cached state: the store may change under them (partitions moved to another
+    /// instance and back).
+    pub fn forget_cached(&self) {
+        *self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            cache::StateCache::default();
+    }
+
+    /// Counts into `telemetry` (a pipeline of its own counts into a private one).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Pipeline {
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Plans advocate notifications for every batch.
+    pub fn with_notifications(mut self, planner: Arc<Planner>) -> Pipeline {
+        self.planner = Some(planner);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Folds `batch` (in order) and commits its effects atomically; `now` stamps `emitted_at` and
+    /// decides what "today" is for absence alerts.
+    /// On `Err` nothing of the batch was written: the caller must not commit its offsets.
+    pub fn process(
+        &self,
+        batch: &[InputMessage<'_>],
+        now: jiff::Timestamp,
+    ) -> Result<BatchOutcome, StoreError> {
+        let started = std::time::Instant::now();
+        let read = report::ReadRanges::of(batch);
+        let span = tracing::info_span!("batch", messages = batch.len(), offsets = %read);
+        let _in_batch = span.enter();
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut fold = fold::Fold::new(&self.store, &self.rules, &self.topics, &mut cache);
+        let mut outputs = outputs::Outputs::new(&self.topics, now);
+        let mut report = report::Report::default();
+        let mut facts = Vec::new();
+        for m in batch {
+            let event = match fold.check(m) {
+                Ok(event) => event,
+                Err((label, reason)) => {
+                    report.rejected(m, label);
+                    outputs.dead_letter(m, &reason);
+                    continue;
+                }
+            };
+            let (state, outcome) = fold.apply(&event, m.partition)?;
+            let changes = match outcome {
+                Outcome::Duplicate => {
+                    report.duplicate(m.topic);
+                    continue;
+                }
+                Outcome::Applied(changes) => changes,
+            };
+            report.applied(m.topic, changes.iter().map(|c| (c.flag, c.change)));
+            let source_ms = m.timestamp_ms.unwrap_or(
+                event.recorded_at.secs * 1000 + i64::from(event.recorded_at.nanos / 1_000_000),
+            );
+            outputs.flags(&changes, source_ms);
+            if let Some(planner) = &self.planner {
+                facts.extend(planner.facts(&event, state, &changes, now));
+            }
+        }
+
+        let mut commit = self.store.batch();
+        fold.write(&mut commit);
+        for (topic, partition, next) in read.next_offsets() {
+            OFFSETS.put(&mut commit, &(topic, partition), &next);
+        }
+        let raised = outputs.write(&mut commit)?;
+        if let Some(planner) = &self.planner {
+            let intents = planner.plan(&View::load(&self.store, &facts)?, &facts, now);
+            intents.write(&mut commit)?;
+            let o = &mut report.outcome;
+            o.notifications = intents.notifications.len() as u64;
+            o.digest_items = intents.digest_items.len() as u64;
+            o.unroutable = intents.failed.len() as u64;
+            let channels = intents.notifications.iter().map(|n| n.to.channel());
+            self.telemetry.notifications_queued(channels, intents.failed.len());
+        }
+        let committing = std::time::Instant::now();
+        self.store.commit(commit)?;
+        self.telemetry.committed(committing.elapsed());
+
+        report.outcome.offsets =
+            read.next_offsets().map(|(t, p, o)| (t.to_owned(), p, o)).collect();
+        let reads = (fold.from_cache, fold.states.len() as u64 - fold.from_cache);
+        fold.finish(self.cache_bytes);
+        Ok(report.committed(&self.telemetry, batch.len(), &raised, reads, started.elapsed()))
+    }
+}
