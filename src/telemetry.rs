@@ -579,6 +579,36 @@ mod tests {
         assert!(text.contains("ontrack_build_info{version="));
     }
 
+    /// Prometheus' instrumentation guidance: a fresh service exports every labelled family with
+    /// its known label values at zero, so dashboards and alert rules see them before the first
+    /// event (a rule on `outcome="failed"` works from the start).
+    #[test]
+    fn a_fresh_telemetry_exports_every_family_at_zero() {
+        let t = Telemetry::for_inputs(&["sis.attendance", "sis.grades"]);
+        let text = t.render();
+        for series in [
+            "ontrack_events_consumed_total{outcome=\"rejected\",topic=\"sis.grades\"} 0",
+            "ontrack_decode_failures_total{reason=\"wrong_topic\"} 0",
+            "ontrack_flags_total{change=\"cleared\",flag=\"off_track\"} 0",
+            "ontrack_flags_raised{flag=\"behavior\",school=\"\"} 0",
+            "ontrack_notifications_total{channel=\"email\",outcome=\"failed\"} 0",
+            "ontrack_notification_delivery_seconds_count{channel=\"webhook\"} 0",
+            "ontrack_outbox_depth{queue=\"digest\"} 0",
+            "ontrack_outbox_oldest_age_seconds{queue=\"notifications\"} 0",
+            "ontrack_state_reads_total{source=\"store\"} 0",
+            "ontrack_consumer_lag_messages{partition=\"\",topic=\"sis.attendance\"} 0",
+        ] {
+            assert!(text.contains(series), "missing {series} in:\n{text}");
+        }
+        // Once partitions report lag, the placeholder goes.
+        t.lag(&[("sis.attendance".into(), 3, 12)]);
+        let text = t.render();
+        assert!(text.contains(
+            "ontrack_consumer_lag_messages{partition=\"3\",topic=\"sis.attendance\"} 12"
+        ));
+        assert!(!text.contains("partition=\"\""), "{text}");
+    }
+
     #[test]
     fn ready_only_with_state_partitions_and_small_lag() {
         let t = Telemetry::new();

@@ -40,18 +40,31 @@ struct Row {
     timezone: Option<String>,
 }
 
+/// Why the assignments file cannot be used (start-up stops, naming `notify.assignments_file`).
+#[derive(Debug, thiserror::Error)]
+pub enum CaseloadError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("line {line}: {reason}")]
+    Line { line: usize, reason: String },
+}
+
+fn at(line: usize) -> impl Fn(&dyn std::fmt::Display) -> CaseloadError {
+    move |e| CaseloadError::Line { line, reason: e.to_string() }
+}
+
 impl FileCaseloads {
     /// Reads a `.csv` file (with a header) or JSON Lines (any other extension). Errors name the
     /// line; a student listed twice keeps the last line, as an advocate's contact does.
-    pub fn load(path: &Path) -> Result<FileCaseloads, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    pub fn load(path: &Path) -> Result<FileCaseloads, CaseloadError> {
+        let text = std::fs::read_to_string(path)?;
         let mut file = FileCaseloads::default();
         let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         if csv {
             let mut reader =
                 csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
             for (i, row) in reader.deserialize::<Row>().enumerate() {
-                let row = row.map_err(|e| format!("line {}: {e}", i + 2))?;
+                let row = row.map_err(|e| at(i + 2)(&e))?;
                 let contact = AdvocateContact {
                     name: row.name.filter(|s| !s.is_empty()),
                     email: row.email.filter(|s| !s.is_empty()),
@@ -65,8 +78,7 @@ impl FileCaseloads {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let l: Line =
-                    serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+                let l: Line = serde_json::from_str(line).map_err(|e| at(i + 1)(&e))?;
                 file.add(i + 1, l.student_id, l.advocate_id, l.advocate)?;
             }
         }
@@ -79,9 +91,9 @@ impl FileCaseloads {
         student_id: String,
         advocate_id: String,
         contact: Option<AdvocateContact>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CaseloadError> {
         if student_id.is_empty() || advocate_id.is_empty() {
-            return Err(format!("line {line}: student_id and advocate_id must not be empty"));
+            return Err(at(line)(&"student_id and advocate_id must not be empty"));
         }
         if let Some(c) = contact.filter(|c| *c != AdvocateContact::default()) {
             self.contacts.insert(advocate_id.clone(), c);
@@ -125,10 +137,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("a.csv");
         std::fs::write(&csv, "student_id,advocate_id\nstu-1,adv-1\n,adv-2\n").unwrap();
-        assert!(FileCaseloads::load(&csv).unwrap_err().starts_with("line 3:"));
+        assert!(FileCaseloads::load(&csv).unwrap_err().to_string().starts_with("line 3:"));
         let jsonl = dir.path().join("a.jsonl");
         std::fs::write(&jsonl, "{\"student_id\":\"stu-1\"}\n").unwrap();
-        let err = FileCaseloads::load(&jsonl).unwrap_err();
+        let err = FileCaseloads::load(&jsonl).unwrap_err().to_string();
         assert!(err.starts_with("line 1:") && err.contains("advocate_id"), "{err}");
     }
 }

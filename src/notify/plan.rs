@@ -396,3 +396,110 @@ fn alert_about(alert: &Alert) -> String {
 pub fn digest_about(date: Date) -> String {
     format!("digest/{date}")
 }
+
+#[cfg(test)]
+mod tests {
+    //! The planner without a store: events folded by the core, facts taken, a view given.
+    use super::*;
+    use crate::core::{Outcome, Rules, decode};
+    use crate::notify::Destination;
+
+    const NOW: &str = "2026-09-14T14:30:00Z"; // 09:30 in Chicago
+    const URL: &str = "https://advocates.example.org/hooks/adv-1";
+
+    fn planner() -> Planner {
+        let mut config = NotifyConfig::default();
+        config.webhook.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into();
+        config.default_timezone = "America/Chicago".into();
+        Planner::new(Arc::new(config), FileCaseloads::default())
+    }
+
+    /// Folds `events` for one student and takes the facts of each, as the pipeline does.
+    fn facts_of(planner: &Planner, events: &[String]) -> Vec<Facts> {
+        let now: Timestamp = NOW.parse().unwrap();
+        let mut state = StudentState::default();
+        let mut facts = Vec::new();
+        for e in events {
+            let event = decode(e.as_bytes()).unwrap();
+            let Outcome::Applied(changes) = state.apply(&event, &Rules::default()) else {
+                continue;
+            };
+            facts.extend(planner.facts(&event, &state, &changes, now));
+        }
+        facts
+    }
+
+    fn assignment() -> String {
+        format!(
+            r#"{{"type":"assignment","event_id":"as-1","student_id":"stu-1","school_id":"sch-1","date":"2026-09-01","recorded_at":"2026-09-01T08:00:00Z","advocate_id":"adv-1","advocate":{{"webhook_url":"{URL}"}}}}"#
+        )
+    }
+
+    fn absence(id: &str, date: &str) -> String {
+        format!(
+            r#"{{"type":"attendance","event_id":"{id}","student_id":"stu-1","school_id":"sch-1","date":"{date}","recorded_at":"{date}T13:00:00Z","status":"absent_unexcused"}}"#
+        )
+    }
+
+    #[test]
+    fn an_absence_today_is_planned_once_per_student_and_day_from_the_view() {
+        let planner = planner();
+        let now: Timestamp = NOW.parse().unwrap();
+        let facts = facts_of(&planner, &[assignment(), absence("a-1", "2026-09-14")]);
+        let (advocates, students) = View::wanted(&facts);
+        assert_eq!((advocates, students), (vec!["adv-1"], vec!["stu-1"]));
+
+        let intents = planner.plan(&View::default(), &facts, now);
+        let absences: Vec<_> = (intents.notifications.iter())
+            .filter(|n| n.alerts.iter().any(|a| a.kind == AlertKind::Absence))
+            .collect();
+        assert_eq!(absences.len(), 1, "{intents:?}");
+        assert_eq!(absences[0].to, Destination::Webhook(URL.into()));
+        let today = Date::from_calendar_date(2026, time::Month::September, 14).unwrap();
+        assert_eq!(intents.absence_alerted, [("stu-1".to_owned(), today)]);
+        assert_eq!(intents.advocates.len(), 1, "the streamed contact is kept");
+
+        // Already alerted today (a mark in the store): nothing again.
+        let mut view = View::default();
+        view.absence_marks.insert("stu-1".into(), Some(today));
+        let again = planner.plan(&view, &facts, now);
+        assert!(
+            again
+                .notifications
+                .iter()
+                .all(|n| n.alerts.iter().all(|a| a.kind != AlertKind::Absence))
+        );
+        assert!(again.absence_alerted.is_empty());
+
+        // A newer stored contact wins over this batch's older record: no advocate update.
+        let mut view = View::default();
+        let newer = AdvocateRecord {
+            contact: AdvocateContact::default(),
+            version: Version::of(
+                &decode(assignment().replace("2026-09-01T08", "2026-09-02T08").as_bytes()).unwrap(),
+            ),
+        };
+        view.advocates.insert("adv-1".into(), Some(newer));
+        let stale = planner.plan(&view, &facts, now);
+        assert!(stale.advocates.is_empty());
+        assert!(stale.notifications.is_empty(), "the stored contact has no channel");
+        assert_eq!(stale.failed.len(), 1, "kept as a failed record, not silence");
+    }
+
+    #[test]
+    fn backfilled_history_takes_no_facts_and_plans_nothing() {
+        let planner = planner();
+        let old: Vec<String> =
+            (1..=12).map(|d| absence(&format!("a-{d}"), &format!("2026-06-{d:02}"))).collect();
+        let mut events = vec![assignment()];
+        events.extend(old);
+        let facts = facts_of(&planner, &events);
+        // Only the assignment's contact details: no alert can come of old absences.
+        assert_eq!(facts.len(), 1);
+        assert!(
+            facts[0].alert.is_none() || facts[0].alert.as_ref().is_some_and(|a| a.flags.is_empty())
+        );
+        let intents = planner.plan(&View::default(), &facts, NOW.parse().unwrap());
+        assert!(intents.notifications.is_empty() && intents.digest_items.is_empty());
+    }
+}

@@ -113,18 +113,21 @@ pub fn attempted(
     store.apply(batch)
 }
 
+/// The key of a digest item: `(due unix ms, sequence)`.
+pub type DigestKey = (i64, u64);
+
 /// Digest items due at or before `now_ms`, with their keys, in due order.
 pub fn due_digest_items(
     store: &Store,
     now_ms: i64,
-) -> Result<Vec<((i64, u64), DigestItem)>, StoreError> {
+) -> Result<Vec<(DigestKey, DigestItem)>, StoreError> {
     DIGEST_ITEMS.due(store, now_ms).collect()
 }
 
 /// Replaces digest items by the notifications (or failures) grouping them, atomically.
 pub fn digested(
     store: &Store,
-    items: &[(i64, u64)],
+    items: &[DigestKey],
     notifications: &[Notification],
     failed: &[FailedNotification],
 ) -> Result<(), StoreError> {

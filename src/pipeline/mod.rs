@@ -238,3 +238,16 @@ impl Pipeline {
         Ok(report.committed(&self.telemetry, batch.len(), &raised, reads, started.elapsed()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_two_tables_share_a_prefix() {
+        let mut prefixes: Vec<u8> = TABLES.iter().map(|(p, _)| *p).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), TABLES.len(), "{TABLES:?}");
+    }
+}

@@ -255,3 +255,190 @@ fn expand_month(
     debug_assert!(out.last().is_none_or(|r| month_of(r.date) == month));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Rules, Students, decode as decode_event};
+    use crate::store::{OFFSETS, OUTBOX, OutboxRecord};
+    use crate::synth::{District, DistrictSpec};
+
+    /// Realistic states: 50 students after 35 school days (grades, referrals, corrections).
+    fn district() -> Students {
+        let rules = Rules::default();
+        let mut district =
+            District::new(DistrictSpec { students: 50, days: 35, ..DistrictSpec::default() });
+        let mut students = Students::default();
+        for day in 0..35 {
+            for e in district.day(day) {
+                if let Ok(event) = decode_event(e.json.as_bytes()) {
+                    students.apply(&event, &rules);
+                }
+            }
+        }
+        students
+    }
+
+    /// Writes every state of `students` (as new to the store, through `partition_of`) in one
+    /// commit.
+    fn commit_all(store: &Store, students: &Students, partition_of: impl Fn(&str) -> i32) {
+        let mut batch = store.batch();
+        for (id, state) in students.iter() {
+            write(&mut batch, id, &mut Stored::new(state.clone()), Some(partition_of(id)));
+        }
+        store.commit(batch).unwrap();
+    }
+
+    fn record(topic: &str, key: &str) -> OutboxRecord {
+        let headers = vec![("h".to_owned(), b"v".to_vec())];
+        OutboxRecord {
+            topic: topic.into(),
+            key: Some(key.into()),
+            payload: b"{}".to_vec(),
+            headers,
+        }
+    }
+
+    #[test]
+    fn a_commit_survives_reopening_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let students = district();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = store.batch();
+            for (id, state) in students.iter() {
+                let partition = Some(id.len() as i32 % 3);
+                write(&mut batch, id, &mut Stored::new(state.clone()), partition);
+            }
+            for i in 0..3 {
+                OUTBOX.push(&mut batch, &record("ontrack.flags", &format!("k{i}"))).unwrap();
+            }
+            for (topic, partition, next) in
+                [("sis.attendance", 0, 120), ("sis.attendance", 1, 7), ("sis.grades", 0, 3)]
+            {
+                OFFSETS.put(&mut batch, &(topic, partition), &next);
+            }
+            store.commit(batch).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        for (id, state) in students.iter() {
+            assert_eq!(store.student(id).unwrap().as_ref(), Some(state), "{id}");
+        }
+        assert_eq!(store.student("stu-9999999").unwrap(), None);
+        assert_eq!(store.next_offset("sis.attendance", 0).unwrap(), Some(120));
+        assert_eq!(store.next_offset("sis.attendance", 1).unwrap(), Some(7));
+        assert_eq!(store.next_offset("sis.grades", 0).unwrap(), Some(3));
+        assert_eq!(store.next_offset("sis.grades", 1).unwrap(), None);
+        let pending: Vec<OutboxRecord> = store.pending().map(|r| r.unwrap().1).collect();
+        assert_eq!(pending, [0, 1, 2].map(|i| record("ontrack.flags", &format!("k{i}"))));
+    }
+
+    #[test]
+    fn a_partitions_students_are_found_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let students = district();
+        commit_all(&store, &students, |id| if id.ends_with('7') { 7 } else { 2 });
+        let mut expected: Vec<&str> =
+            students.iter().map(|(id, _)| id).filter(|id| id.ends_with('7')).collect();
+        expected.sort();
+        let found: Vec<String> = store.students_of_partition(7).map(|r| r.unwrap().0).collect();
+        assert_eq!(found, expected);
+    }
+
+    /// Day by day, each batch writes only the parts it changed (and reads the rest back from
+    /// the store): the stored states equal states folded whole in memory.
+    #[test]
+    fn states_written_part_by_part_equal_states_folded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rules = Rules::default();
+        let mut district =
+            District::new(DistrictSpec { students: 40, days: 70, ..DistrictSpec::default() });
+        let mut whole = Students::default();
+        let (mut touched_states, mut one_value_states) = (0, 0);
+        for day in 0..70 {
+            let mut touched: std::collections::BTreeMap<String, Stored> = Default::default();
+            for e in district.day(day) {
+                let Ok(event) = decode_event(e.json.as_bytes()) else { continue };
+                whole.apply(&event, &rules);
+                let id = event.student_id.to_string();
+                let stored = match touched.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let stored = store.stored_student(v.key()).unwrap().unwrap_or_default();
+                        v.insert(stored)
+                    }
+                };
+                stored.state.apply(&event, &rules);
+            }
+            let mut batch = store.batch();
+            for (id, stored) in &mut touched {
+                // A state whose batch wrote one value: the current part only.
+                if write(&mut batch, id, stored, None) == 1 {
+                    one_value_states += 1;
+                }
+            }
+            touched_states += touched.len();
+            store.commit(batch).unwrap();
+        }
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        for (id, state) in whole.iter() {
+            assert_eq!(store.student(id).unwrap().as_ref(), Some(state), "{id}");
+        }
+        // Most batches write one value per student, not its history.
+        assert!(
+            one_value_states * 10 >= touched_states * 8,
+            "{one_value_states} of {touched_states} states written as one value"
+        );
+    }
+
+    /// What a state remembers through the store: losing and replaced events stay duplicates,
+    /// a replaced assignment's id too, and a reloaded state goes on folding like the original.
+    #[test]
+    fn seen_ids_survive_the_store_for_losers_and_replaced_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rules = Rules::default();
+        let ev = |id: &str, body: &str, at: &str| {
+            format!(
+                r#"{{"event_id":"{id}","student_id":"stu-1","school_id":"h1","date":"2026-10-05","recorded_at":"{at}",{body}}}"#
+            )
+        };
+        let absent = r#""type":"attendance","status":"absent_unexcused""#;
+        let excused = r#""type":"attendance","status":"absent_excused""#;
+        let assign = |adv: &str| format!(r#""type":"assignment","advocate_id":"{adv}""#);
+        let events = [
+            ev("a1", absent, "2026-10-05T09:00:00Z"),
+            ev("a2", excused, "2026-10-05T12:00:00Z"), // replaces a1
+            ev("a0", absent, "2026-10-05T08:00:00Z"),  // loses to a2
+            ev("s1", &assign("adv-1"), "2026-10-01T08:00:00Z"),
+            ev("s2", &assign("adv-2"), "2026-10-02T08:00:00Z"), // replaces s1
+        ];
+        let mut state = StudentState::default();
+        for e in &events {
+            state.apply(&decode_event(e.as_bytes()).unwrap(), &rules);
+        }
+        let mut batch = store.batch();
+        write(&mut batch, "stu-1", &mut Stored::new(state.clone()), Some(0));
+        store.commit(batch).unwrap();
+        let mut loaded = store.student("stu-1").unwrap().unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(loaded.events_applied(), 5);
+        for e in &events {
+            let outcome = loaded.apply(&decode_event(e.as_bytes()).unwrap(), &rules);
+            assert_eq!(outcome, crate::core::Outcome::Duplicate, "{e}");
+        }
+        assert_eq!(loaded.other_ids().len(), 3, "a1, a0 and s1 are no record's id");
+    }
+
+    #[test]
+    fn a_value_of_an_unknown_format_is_refused_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.tree.insert(part_key(&state_prefix("stu-1"), b'c'), &[9u8, 1, 2][..]).unwrap();
+        let err = store.student("stu-1").unwrap_err().to_string();
+        assert!(err.contains("stu-1") && err.contains("format 9"), "{err}");
+    }
+}
