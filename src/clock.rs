@@ -41,13 +41,6 @@ impl Clock {
         self.now().as_millisecond()
     }
 
-    /// `now` for the parts written with the `time` crate (`emitted_at`).
-    pub fn now_utc(&self) -> time::OffsetDateTime {
-        let nanos = self.now().as_nanosecond();
-        time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-    }
-
     /// How long until `at_ms` on this clock (zero when it has passed).
     pub fn until(&self, at_ms: i64) -> Duration {
         Duration::from_millis((at_ms - self.now_ms()).max(0) as u64)
@@ -65,7 +58,6 @@ mod tests {
         let clock = Clock::starting_at(start);
         let read = clock.now();
         assert!(read >= start && read.duration_since(start) < SignedDuration::from_secs(5));
-        assert_eq!(clock.now_utc().unix_timestamp() / 60, read.as_second() / 60);
         let clone = clock.clone();
         let later: Timestamp = "2026-09-15T13:40:00Z".parse().unwrap();
         clock.set(later);
