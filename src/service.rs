@@ -47,7 +47,7 @@ pub fn run_with_clock(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::for_inputs(&config.topics.inputs()));
-    // The admin server and the delivery task stop once the loop has persisted its last batch.
+    // The admin server stops once the loop has persisted its last batch and delivery stopped.
     let background = Shutdown::new();
     // Up first, so that /healthz answers while Kafka is still being reached.
     let admin = match config.admin.addr.as_str() {
@@ -57,7 +57,7 @@ pub fn run_with_clock(
             Some(AdminServer::start(addr, router, background.clone())?)
         }
     };
-    let result = serve(config, rules, shutdown, &background, telemetry, clock);
+    let result = serve(config, rules, shutdown, telemetry, clock);
     background.trigger();
     if let Some(admin) = admin {
         admin.join();
@@ -69,7 +69,6 @@ fn serve(
     config: &Config,
     rules: Rules,
     shutdown: &Shutdown,
-    background: &Shutdown,
     telemetry: Arc<Telemetry>,
     clock: Clock,
 ) -> anyhow::Result<()> {
@@ -80,12 +79,14 @@ fn serve(
     })?;
     let publisher = Publisher::new(&config.kafka, telemetry.clone())
         .context("kafka: cannot create the producer")?;
+    // Stopped (and waited for) once the loop has persisted its last batch, before the admin
+    // server.
     let notifications = Notifications::start(
         &config.notify,
         store.clone(),
         clock.clone(),
         telemetry.clone(),
-        background.clone(),
+        Shutdown::new(),
     )?;
     for (flag, school, count) in crate::pipeline::raised_counts(&store)? {
         telemetry.flags_raised(&flag, &school, count);
@@ -268,10 +269,10 @@ impl Rebalance for Worker {
     }
 
     fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String> {
-        let offsets = self.flush().map_err(|e| format!("{e:#}"))?;
+        let flushed = self.flush().map_err(|e| format!("{e:#}"));
         // Another instance may change these students' states before they come back.
         self.pipeline.forget_cached();
-        Ok(offsets)
+        flushed
     }
 
     fn lost(&self) {

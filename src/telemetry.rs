@@ -180,7 +180,7 @@ impl Telemetry {
                 t.events.with_label_values(&[topic, outcome.label()]);
             }
         }
-        t.lag(&[]);
+        t.lag_placeholders();
         t
     }
 
@@ -468,13 +468,7 @@ impl Telemetry {
     /// Digest items fell due and became `queued` notifications (and `unroutable` failures).
     pub fn digests_queued<'c>(&self, channels: impl Iterator<Item = &'c str>, unroutable: usize) {
         let mut digests = 0;
-        for channel in channels {
-            self.notification(channel, NotificationOutcome::Queued);
-            digests += 1;
-        }
-        for _ in 0..unroutable {
-            self.notification("none", NotificationOutcome::Failed);
-        }
+        self.notifications_queued(channels.inspect(|_| digests += 1), unroutable);
         tracing::info!(digests, unroutable, "daily digests queued");
     }
 
@@ -509,10 +503,7 @@ impl Telemetry {
     pub fn lag(&self, lags: &[(String, i32, i64)]) {
         self.consumer_lag.reset();
         if lags.is_empty() {
-            // No partition assigned (yet): the family stays, at zero.
-            for topic in self.inputs.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-                self.consumer_lag.with_label_values(&[topic, ""]);
-            }
+            self.lag_placeholders();
         }
         let mut total = 0;
         for (topic, partition, lag) in lags {
@@ -523,6 +514,14 @@ impl Telemetry {
     }
 
     /// The store is open and the previous run's outbox was handed to the producer.
+    /// While no partition reports its lag, the family stays, one zero series per input topic
+    /// (the total lag, for readiness, is set only by [`Telemetry::lag`]).
+    fn lag_placeholders(&self) {
+        for topic in self.inputs.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            self.consumer_lag.with_label_values(&[topic, ""]);
+        }
+    }
+
     pub fn state_loaded(&self) {
         self.state_loaded.store(true, Ordering::Relaxed);
         tracing::info!("state loaded");
@@ -600,6 +599,10 @@ mod tests {
         ] {
             assert!(text.contains(series), "missing {series} in:\n{text}");
         }
+        // The zero series are not a lag reading: not ready before librdkafka reports one.
+        t.state_loaded();
+        t.partitions_assigned(&["sis.attendance/0@0".into()]);
+        assert!(t.readiness(100).unwrap_err().contains("not known"));
         // Once partitions report lag, the placeholder goes.
         t.lag(&[("sis.attendance".into(), 3, 12)]);
         let text = t.render();

@@ -23,7 +23,10 @@ impl Students {
             Some(state) => state,
             None => self.map.entry(CompactString::from(&*event.student_id)).or_default(),
         };
-        state.apply(event, rules)
+        let outcome = state.apply(event, rules);
+        // Nothing here stores states: what changed is not kept (it would grow with the history).
+        state.take_changes();
+        outcome
     }
 
     pub fn len(&self) -> usize {

@@ -269,7 +269,7 @@ impl Notifications {
             config,
             planner.addresser().clone(),
             clock,
-            outbox::Signals { wake: wake.clone(), shutdown: shutdown.clone() },
+            outbox::Wakeups { wake: wake.clone(), shutdown: shutdown.clone() },
             telemetry,
         )?;
         let thread = std::thread::Builder::new()

@@ -34,7 +34,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
 /// What moves the delivery task: new notifications were committed; stop.
 #[derive(Debug, Clone)]
-pub struct Signals {
+pub struct Wakeups {
     pub wake: Arc<Notify>,
     pub shutdown: Shutdown,
 }
@@ -55,7 +55,7 @@ struct Sender {
 pub struct Delivery {
     sender: Sender,
     addresser: Addresser,
-    signals: Signals,
+    wakeups: Wakeups,
     telemetry: Arc<Telemetry>,
 }
 
@@ -66,7 +66,7 @@ impl Delivery {
         config: Arc<NotifyConfig>,
         addresser: Addresser,
         clock: Clock,
-        signals: Signals,
+        wakeups: Wakeups,
         telemetry: Arc<Telemetry>,
     ) -> Result<Delivery, NotifyError> {
         let webhook = WebhookClient::new(Duration::from_millis(config.webhook.timeout_ms))?;
@@ -78,7 +78,7 @@ impl Delivery {
         Ok(Delivery {
             sender: Sender { store, config, renderer, webhook, mailer, clock },
             addresser,
-            signals,
+            wakeups,
             telemetry,
         })
     }
@@ -95,7 +95,7 @@ impl Delivery {
     async fn run(self) -> Result<(), NotifyError> {
         let mut in_flight: HashSet<u64> = HashSet::new();
         let mut tasks: JoinSet<(u64, Notification, Result<(), NotifyError>)> = JoinSet::new();
-        let shutdown = self.signals.shutdown.clone();
+        let shutdown = self.wakeups.shutdown.clone();
         while !shutdown.is_triggered() {
             let now_ms = self.sender.clock.now_ms();
             self.promote_digests(now_ms)?;
@@ -131,7 +131,7 @@ impl Delivery {
                         }
                     }
                 }
-                () = self.signals.wake.notified() => {}
+                () = self.wakeups.wake.notified() => {}
                 () = shutdown.triggered() => {}
                 () = tokio::time::sleep(idle) => {}
             }

@@ -128,10 +128,6 @@ impl Planner {
         Planner { config, advocate_of: file.advocate_of, addresser, default_tz }
     }
 
-    pub fn config(&self) -> &Arc<NotifyConfig> {
-        &self.config
-    }
-
     /// How alerts reach advocates (delivery shares it).
     pub fn addresser(&self) -> &Addresser {
         &self.addresser

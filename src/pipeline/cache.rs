@@ -47,7 +47,7 @@ impl StateCache {
         Some(*s)
     }
 
-    /// Puts a batch's states (saved) back while they fit under `limit` bytes: first those that
+    /// Puts a batch's states (written and committed) back while they fit under `limit` bytes: first those that
     /// were cached, then the others. Nothing resting in the cache is evicted to make room, and
     /// when it is full the states it holds stay: a school day touches every student once, in much
     /// the same order every day, and under that cycle any eviction by recency (or emptying the

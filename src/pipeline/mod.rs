@@ -220,12 +220,7 @@ impl Pipeline {
         if let Some(planner) = &self.planner {
             let intents = planner.plan(&View::load(&self.store, &facts)?, &facts, now);
             intents.write(&mut commit)?;
-            let o = &mut report.outcome;
-            o.notifications = intents.notifications.len() as u64;
-            o.digest_items = intents.digest_items.len() as u64;
-            o.unroutable = intents.failed.len() as u64;
-            let channels = intents.notifications.iter().map(|n| n.to.channel());
-            self.telemetry.notifications_queued(channels, intents.failed.len());
+            report.planned(&intents);
         }
         let committing = std::time::Instant::now();
         self.store.commit(commit)?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::InputMessage;
 use crate::core::{Change, Flag};
+use crate::notify::plan::Intents;
 use crate::telemetry::{BatchSummary, Consumed, Telemetry};
 
 /// The first and last offset read of each partition in a batch.
@@ -66,6 +67,8 @@ pub(super) struct Report<'m> {
     pub outcome: BatchOutcome,
     consumed: BTreeMap<(&'m str, Consumed), u64>,
     rejections: Vec<(&'static str, &'m str, i32, i64)>,
+    /// The channel of each notification queued.
+    channels: Vec<&'static str>,
 }
 
 impl<'m> Report<'m> {
@@ -85,6 +88,15 @@ impl<'m> Report<'m> {
         self.outcome.events += 1;
         *self.consumed.entry((topic, Consumed::Applied)).or_default() += 1;
         self.outcome.flags.extend(flags);
+    }
+
+    /// What the notification plan queued.
+    pub fn planned(&mut self, intents: &Intents) {
+        let o = &mut self.outcome;
+        o.notifications = intents.notifications.len() as u64;
+        o.digest_items = intents.digest_items.len() as u64;
+        o.unroutable = intents.failed.len() as u64;
+        self.channels = intents.notifications.iter().map(|n| n.to.channel()).collect();
     }
 
     /// Reports a committed batch of `messages` messages that took `took`.
@@ -109,6 +121,7 @@ impl<'m> Report<'m> {
             telemetry.consumed(topic, what, n);
         }
         telemetry.state_reads(state_reads.0, state_reads.1);
+        telemetry.notifications_queued(self.channels.into_iter(), self.outcome.unroutable as usize);
         let o = &self.outcome;
         let summary = BatchSummary {
             messages,

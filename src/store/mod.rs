@@ -15,7 +15,7 @@
 //!
 //! Keys: a table's one-byte prefix, then its key codec's bytes; `v` alone holds the store's
 //! format byte. Values: a format byte + postcard, or raw big-endian numbers ([`table`]). The
-//! prefixes in use are listed by [`crate::pipeline::TABLES`], which a test keeps distinct.
+//! pipeline lists the prefixes of every layer's tables, and a test keeps them distinct.
 
 pub mod offsets;
 pub mod outbox;
@@ -77,8 +77,9 @@ pub enum StoreError {
 pub struct Store {
     db: fjall::Database,
     tree: fjall::Keyspace,
-    /// The next sequence number of each queue table (by prefix), read from the table on first
-    /// use: above every one stored or handed out.
+    /// The next sequence number of each queue table (by prefix): above every one handed out
+    /// since it was started, and every one stored then (at open for the outbox, at first use for
+    /// the others).
     sequences: Arc<Mutex<HashMap<u8, u64>>>,
 }
 
@@ -132,7 +133,9 @@ impl Store {
                 return Err(StoreError::Format { dir: dir_name(), found });
             }
         }
-        Ok(Store { db, tree, sequences: Arc::default() })
+        let store = Store { db, tree, sequences: Arc::default() };
+        OUTBOX.start_numbering(&store)?;
+        Ok(store)
     }
 
     /// A new write batch: nothing of it is visible (not even to itself) before it is applied.
@@ -158,6 +161,19 @@ impl Store {
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.disk_space()?)
+    }
+
+    /// Starts the numbering of the queue table `prefix` after `stored_max()` (if not started).
+    fn next_seq_starts(
+        &self,
+        prefix: u8,
+        stored_max: impl FnOnce() -> Result<u64, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut sequences = self.sequences.lock().unwrap_or_else(PoisonError::into_inner);
+        if let std::collections::hash_map::Entry::Vacant(e) = sequences.entry(prefix) {
+            e.insert(stored_max()? + 1);
+        }
+        Ok(())
     }
 
     /// The next sequence number of the queue table `prefix`; `stored_max` reads the greatest one

@@ -102,6 +102,26 @@ mod tests {
         assert_eq!(keys(&store), ["before-2", "after"]);
     }
 
+    /// The publisher follows the outbox by sequence number: records queued after a restart come
+    /// after those it published, even once it has removed every one of them.
+    #[test]
+    fn records_queued_after_the_outbox_was_emptied_come_after_those_published() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            commit(&store, &[record("t", "a"), record("t", "b"), record("t", "c")]);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let published: Vec<u64> = store.pending().map(|r| r.unwrap().0).collect();
+        store.acked(&published).unwrap();
+        commit(&store, &[record("t", "after")]);
+        let last = published.last().copied();
+        let after: Vec<String> = (store.pending_after(last))
+            .map(|r| String::from_utf8(r.unwrap().1.key.unwrap()).unwrap())
+            .collect();
+        assert_eq!(after, ["after"]);
+    }
+
     #[test]
     fn pending_after_gives_only_later_records_and_stops_at_the_outbox_end() {
         let dir = tempfile::tempdir().unwrap();

@@ -37,12 +37,15 @@ pub const STUDENTS_BY_PARTITION: Table<PartitionText, Nothing> =
 pub struct Stored {
     pub state: StudentState,
     head_month: Option<u32>,
+    /// Whether the store holds the state (as of its last write): else its first write writes
+    /// every part it has, whatever the state says changed.
+    written: bool,
 }
 
 impl Stored {
     /// A state the store has not seen yet.
     pub fn new(state: StudentState) -> Stored {
-        Stored { state, head_month: None }
+        Stored { state, head_month: None, written: false }
     }
 }
 
@@ -111,7 +114,7 @@ impl Store {
         }
         let state =
             StudentState::from_parts(head, assignment, referrals, grades, attendance, others);
-        Ok(Some(Stored { state, head_month: month }))
+        Ok(Some(Stored { state, head_month: month, written: true }))
     }
 
     /// Every student whose events came through `partition`, with their state, in `student_id`
@@ -144,8 +147,17 @@ pub fn write(
     if let Some(partition) = new_in {
         STUDENTS_BY_PARTITION.put(batch, &(partition, student_id), &());
     }
-    let changes = stored.state.take_changes();
+    let mut changes = stored.state.take_changes();
     let state = &stored.state;
+    if !stored.written {
+        let (attendance, referrals, grades, assignment) = state.records();
+        changes.head = true;
+        changes.assignment |= assignment.is_some();
+        changes.referrals |= !referrals.is_empty();
+        changes.grades |= !grades.is_empty();
+        changes.others |= !state.other_ids().is_empty();
+        changes.attendance = attendance.iter().map(|r| r.date).collect();
+    }
     let prefix = state_prefix(student_id);
     let (_, referrals, grades, assignment) = state.records();
     let current = current_month(state);
@@ -182,6 +194,7 @@ pub fn write(
         batch.insert(part_key(&prefix, b'o'), encode(state.other_ids()));
     }
     stored.head_month = current;
+    stored.written = true;
     batch.len() - before
 }
 

@@ -129,19 +129,30 @@ impl<K: KeyCodec, V: ValueCodec> Table<K, V> {
 
 /// A queue: records keyed by a sequence number that rises with every record added.
 impl<V: ValueCodec> Table<Seq, V> {
-    /// Adds `value` after every record the table holds or held.
+    /// Adds `value` after every record the table holds (and every one added since the table's
+    /// numbering started: [`Table::start_numbering`]).
     pub fn push(&self, batch: &mut Batch<'_>, value: &V::Value) -> Result<u64, StoreError> {
-        let seq = batch.store().next_seq(self.prefix, |store| {
-            match store.tree.prefix([self.prefix]).next_back() {
-                None => Ok(0),
-                Some(last) => {
-                    let key = last.key()?;
-                    Ok(key.get(1..).and_then(Seq::read).ok_or_else(|| corrupt(&key, self.name))?)
-                }
-            }
-        })?;
+        let seq = batch.store().next_seq(self.prefix, |store| self.last_seq(store))?;
         self.put(batch, &seq, value);
         Ok(seq)
+    }
+
+    /// Starts numbering after the records the table holds now. A queue that a reader follows by
+    /// sequence number (the outbox's publisher) starts at open, before its reader removes any:
+    /// numbering that started only after the queue was emptied would begin again below what
+    /// the reader has seen.
+    pub fn start_numbering(&self, store: &Store) -> Result<(), StoreError> {
+        store.next_seq_starts(self.prefix, || self.last_seq(store))
+    }
+
+    fn last_seq(&self, store: &Store) -> Result<u64, StoreError> {
+        match store.tree.prefix([self.prefix]).next_back() {
+            None => Ok(0),
+            Some(last) => {
+                let key = last.key()?;
+                Ok(key.get(1..).and_then(Seq::read).ok_or_else(|| corrupt(&key, self.name))?)
+            }
+        }
     }
 }
 
@@ -173,9 +184,12 @@ impl<V: ValueCodec> Table<DueSeq, V> {
         store: &'s Store,
         now_ms: i64,
     ) -> impl Iterator<Item = Result<((i64, u64), V::Value), StoreError>> + use<'s, '_, V> {
-        self.iter(store).take_while(move |item| match item {
-            Ok(((due, _), _)) => *due <= now_ms.max(0),
-            Err(_) => true,
+        // The due time is read from the key before the value is decoded: an item that is not
+        // due yet is not read at all.
+        let end = self.key(&(now_ms, u64::MAX));
+        store.tree.range(vec![self.prefix]..=end).map(move |item| {
+            let (key, value) = item.into_inner()?;
+            self.decode_entry(&key, &value)
         })
     }
 }
