@@ -62,11 +62,25 @@ fn current_month(state: &StudentState) -> Option<u32> {
     state.records().0.last().map(|r| month_of(r.date))
 }
 
-/// The attendance records dated in `month`, by date.
+/// The first day of `month` and of the month after it.
+fn month_bounds(month: u32) -> Option<(Date, Date)> {
+    let year = i32::try_from(month / 12).ok()? - 10_000;
+    let index = u8::try_from(month % 12).ok()?;
+    let first = |year, index: u8| {
+        Date::from_calendar_date(year, time::Month::try_from(index + 1).ok()?, 1).ok()
+    };
+    let next = if index == 11 { first(year + 1, 0) } else { first(year, index + 1) };
+    Some((first(year, index)?, next?))
+}
+
+/// The attendance records dated in `month`, by date. Searched from the end: nearly always the
+/// month is the latest, whose records the fold has just touched (a binary search over the whole
+/// history, a cache miss per probe, took 6–7% of the fold harness's time).
 fn attendance_of_month(state: &StudentState, month: u32) -> &[AttendanceRecord] {
     let a = state.records().0;
-    let lo = a.partition_point(|r| month_of(r.date) < month);
-    let hi = lo + a[lo..].partition_point(|r| month_of(r.date) <= month);
+    let Some((start, next)) = month_bounds(month) else { return &[] };
+    let hi = a.len() - a.iter().rev().take_while(|r| r.date >= next).count();
+    let lo = hi - a[..hi].iter().rev().take_while(|r| r.date >= start).count();
     &a[lo..hi]
 }
 
@@ -444,6 +458,17 @@ mod tests {
             assert_eq!(outcome, crate::core::Outcome::Duplicate, "{e}");
         }
         assert_eq!(loaded.other_ids().len(), 3, "a1, a0 and s1 are no record's id");
+    }
+
+    #[test]
+    fn month_bounds_agree_with_month_of() {
+        let mut day = Date::from_calendar_date(2025, time::Month::January, 1).unwrap();
+        while day.year() < 2028 {
+            let (start, next) = month_bounds(month_of(day)).unwrap();
+            assert!(start <= day && day < next, "{day}: {start}..{next}");
+            assert_eq!((month_of(start), month_of(next)), (month_of(day), month_of(day) + 1));
+            day = day.next_day().unwrap();
+        }
     }
 
     #[test]
