@@ -45,11 +45,12 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::table::{Postcard, Seq, Table};
 
-    fn record(topic: &str, key: &str) -> OutboxRecord {
+    /// An outbox record keyed `key` (the store's tests).
+    pub(crate) fn record(topic: &str, key: &str) -> OutboxRecord {
         let headers = vec![("h".to_owned(), b"v".to_vec())];
         OutboxRecord {
             topic: topic.into(),

@@ -287,6 +287,7 @@ fn expand_month(
 mod tests {
     use super::*;
     use crate::core::{Rules, Students, decode as decode_event};
+    use crate::store::outbox::tests::record;
     use crate::store::{OFFSETS, OUTBOX, OutboxRecord};
     use crate::synth::{District, DistrictSpec};
 
@@ -314,16 +315,6 @@ mod tests {
             write(&mut batch, id, &mut Stored::new(state.clone()), Some(partition_of(id)));
         }
         store.commit(batch).unwrap();
-    }
-
-    fn record(topic: &str, key: &str) -> OutboxRecord {
-        let headers = vec![("h".to_owned(), b"v".to_vec())];
-        OutboxRecord {
-            topic: topic.into(),
-            key: Some(key.into()),
-            payload: b"{}".to_vec(),
-            headers,
-        }
     }
 
     #[test]
