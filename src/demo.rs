@@ -70,27 +70,32 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
         let service = scope.spawn(|| {
             crate::service::run_with_clock(&config, Rules::default(), &shutdown, clock.clone())
         });
-        for day in 0..spec.days {
-            let date = district.dates()[day as usize];
-            clock.set(school_morning(date));
-            let events = district.day(day);
-            summary.events += events.len() as u64;
-            for e in &events {
-                let (key, payload) = (e.student_id.as_bytes(), e.json.as_bytes());
-                crate::kafka::send_waiting(&producer, t.input_of(e.kind), key, payload)?;
+        let mut stream = || -> anyhow::Result<()> {
+            for day in 0..spec.days {
+                let date = district.dates()[day as usize];
+                clock.set(school_morning(date));
+                let events = district.day(day);
+                summary.events += events.len() as u64;
+                for e in &events {
+                    let (key, payload) = (e.student_id.as_bytes(), e.json.as_bytes());
+                    crate::kafka::send_waiting(&producer, t.input_of(e.kind), key, payload)?;
+                }
+                producer.flush(Duration::from_secs(30))?;
+                // The mock cluster keeps only a few MiB per partition: wait until the service has
+                // read the day before sending the next.
+                wait_for_service(&config, &input_ends(&config)?, &service)?;
+                drain(&flags, out, &mut summary, Some(date))?;
+                inbox.print_new(out)?;
             }
-            producer.flush(Duration::from_secs(30))?;
-            // The mock cluster keeps only a few MiB per partition: wait until the service has
-            // read the day before sending the next.
-            wait_for_service(&config, &input_ends(&config)?, &service)?;
-            drain(&flags, out, &mut summary, Some(date))?;
+            drain(&flags, out, &mut summary, None)?;
             inbox.print_new(out)?;
-        }
-        drain(&flags, out, &mut summary, None)?;
-        inbox.print_new(out)?;
+            Ok(())
+        };
+        let streamed = stream();
+        // Stopped whatever happened: the scope waits for the service thread.
         shutdown.trigger();
         service.join().map_err(|_| anyhow::anyhow!("the service thread panicked"))??;
-        Ok(())
+        streamed
     });
     receiver_stop.trigger();
     receiver.join();
