@@ -392,6 +392,18 @@ impl StudentState {
         std::mem::take(&mut self.changes)
     }
 
+    /// Forgets what changed, keeping the memory for the next event (for holders of states that
+    /// store nothing: otherwise the list of changed dates grows with the history).
+    pub fn forget_changes(&mut self) {
+        let Changes { head, assignment, referrals, grades, others, attendance } = &mut self.changes;
+        *head = false;
+        *assignment = false;
+        *referrals = false;
+        *grades = false;
+        *others = false;
+        attendance.clear();
+    }
+
     /// The head: school year, figures and flags (small, and changed by nearly every event).
     pub fn head(&self) -> Head {
         Head {

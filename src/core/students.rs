@@ -24,8 +24,8 @@ impl Students {
             None => self.map.entry(CompactString::from(&*event.student_id)).or_default(),
         };
         let outcome = state.apply(event, rules);
-        // Nothing here stores states: what changed is not kept (it would grow with the history).
-        state.take_changes();
+        // Nothing here stores states: what changed is not kept.
+        state.forget_changes();
         outcome
     }
 

@@ -114,6 +114,20 @@ pub struct Intents {
     pub enabled_endpoints: Vec<String>,
 }
 
+/// A batch's time: the instant that decides what "today" is, and UTC's date then (every
+/// timezone's today is within a day of it), taken once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub at: Timestamp,
+    utc_today: Date,
+}
+
+impl Now {
+    pub fn new(at: Timestamp) -> Now {
+        Now { at, utc_today: from_jiff(TimeZone::UTC.to_datetime(at).date()) }
+    }
+}
+
 /// A `jiff` civil date as the `time` date of the core.
 pub(crate) fn from_jiff(d: jiff::civil::Date) -> Date {
     let month = time::Month::try_from(d.month() as u8).unwrap_or(time::Month::January);
@@ -140,7 +154,7 @@ impl Planner {
         event: &Event,
         state: &StudentState,
         changes: &[FlagChange],
-        now: Timestamp,
+        now: &Now,
     ) -> Option<Facts> {
         let contact = match &event.body {
             EventBody::AdvocateAssigned { advocate_id: Some(id), advocate: Some(contact) } => {
@@ -157,17 +171,17 @@ impl Planner {
         event: &Event,
         state: &StudentState,
         changes: &[FlagChange],
-        now: Timestamp,
+        now: &Now,
     ) -> Option<AlertFacts> {
         let advocate_id = match state.assignment() {
             // An assignment from the topic wins over the file's; `advocate_id: null` ends it.
             Some(a) => a.advocate_id.as_deref(),
             None => self.advocate_of.get(&*event.student_id).map(String::as_str),
         }?;
-        // Every timezone's today is within a day of UTC's. Events about other dates and flag
-        // changes of old events cannot alert, so they cost nothing more: a backfill, or a
-        // partition rebuilt from its beginning, streams millions of them.
-        let utc_today = from_jiff(TimeZone::UTC.to_datetime(now).date());
+        // Events about other dates than UTC's today ± 1 and flag changes of old events cannot
+        // alert, so they cost nothing more: a backfill, or a partition rebuilt from its
+        // beginning, streams millions of them.
+        let utc_today = now.utc_today;
         let kind = match event.body {
             EventBody::AttendanceRecorded { .. } => EventKind::Attendance,
             EventBody::AdvocateAssigned { .. } => EventKind::Assignment,
@@ -180,7 +194,7 @@ impl Planner {
         };
         let recorded_at_s = event.recorded_at.secs;
         let may_flag =
-            !changes.is_empty() && self.is_recent(event.date, recorded_at_s, utc_today, now, 1);
+            !changes.is_empty() && self.is_recent(event.date, recorded_at_s, utc_today, now.at, 1);
         if !may_absence && !may_flag {
             return None;
         }
@@ -210,7 +224,7 @@ impl Planner {
     }
 
     /// Step 3: the batch's facts, in the order of their events, over the stored `view`.
-    pub fn plan(&self, view: &View, facts: &[Facts], now: Timestamp) -> Intents {
+    pub fn plan(&self, view: &View, facts: &[Facts], now: &Now) -> Intents {
         let mut batch = BatchView { view, advocates: HashMap::new(), marks: HashMap::new() };
         let mut out = Intents::default();
         for f in facts {
@@ -228,13 +242,7 @@ impl Planner {
         out
     }
 
-    fn plan_alerts(
-        &self,
-        batch: &mut BatchView<'_>,
-        out: &mut Intents,
-        a: &AlertFacts,
-        now: Timestamp,
-    ) {
+    fn plan_alerts(&self, batch: &mut BatchView<'_>, out: &mut Intents, a: &AlertFacts, now: &Now) {
         let stored = batch.contact(&a.advocate_id);
         let contact = stored.or_else(|| self.addresser.file_contact(&a.advocate_id).cloned());
         let tz = contact
@@ -242,8 +250,7 @@ impl Planner {
             .and_then(|c| c.timezone.as_deref())
             .and_then(|name| TimeZone::get(name).ok())
             .unwrap_or_else(|| self.default_tz.clone());
-        let today = from_jiff(tz.to_datetime(now).date());
-        let utc_today = from_jiff(TimeZone::UTC.to_datetime(now).date());
+        let today = from_jiff(tz.to_datetime(now.at).date());
 
         let mut alerts = Vec::new();
         // Today's absence alerts when its record is folded, or when the assignment that puts the
@@ -253,7 +260,7 @@ impl Planner {
             EventKind::Assignment => true,
             EventKind::Other => false,
         };
-        let near = usize::try_from((today - utc_today).whole_days() + 1).ok();
+        let near = usize::try_from((today - now.utc_today).whole_days() + 1).ok();
         let absent_today = near.and_then(|i| a.absent_near.get(i)).copied().unwrap_or(false);
         if about_today && absent_today && batch.mark(&a.student_id) != Some(today) {
             batch.marks.insert(a.student_id.clone(), today);
@@ -264,7 +271,7 @@ impl Planner {
                 flag: None,
             });
         }
-        if !a.flags.is_empty() && self.is_recent(a.date, a.recorded_at_s, today, now, 0) {
+        if !a.flags.is_empty() && self.is_recent(a.date, a.recorded_at_s, today, now.at, 0) {
             alerts.extend(a.flags.iter().map(|(change, flag, flag_id, as_of)| Alert {
                 kind: AlertKind::of_change(*change),
                 student_id: a.student_id.clone(),
@@ -273,7 +280,7 @@ impl Planner {
             }));
         }
         for alert in alerts {
-            self.route(out, &a.advocate_id, contact.as_ref(), &tz, alert, now);
+            self.route(out, &a.advocate_id, contact.as_ref(), &tz, alert, now.at);
         }
     }
 
@@ -412,7 +419,7 @@ mod tests {
 
     /// Folds `events` for one student and takes the facts of each, as the pipeline does.
     fn facts_of(planner: &Planner, events: &[String]) -> Vec<Facts> {
-        let now: Timestamp = NOW.parse().unwrap();
+        let now = Now::new(NOW.parse().unwrap());
         let mut state = StudentState::default();
         let mut facts = Vec::new();
         for e in events {
@@ -420,7 +427,7 @@ mod tests {
             let Outcome::Applied(changes) = state.apply(&event, &Rules::default()) else {
                 continue;
             };
-            facts.extend(planner.facts(&event, &state, &changes, now));
+            facts.extend(planner.facts(&event, &state, &changes, &now));
         }
         facts
     }
@@ -440,12 +447,12 @@ mod tests {
     #[test]
     fn an_absence_today_is_planned_once_per_student_and_day_from_the_view() {
         let planner = planner();
-        let now: Timestamp = NOW.parse().unwrap();
+        let now = Now::new(NOW.parse().unwrap());
         let facts = facts_of(&planner, &[assignment(), absence("a-1", "2026-09-14")]);
         let (advocates, students) = View::wanted(&facts);
         assert_eq!((advocates, students), (vec!["adv-1"], vec!["stu-1"]));
 
-        let intents = planner.plan(&View::default(), &facts, now);
+        let intents = planner.plan(&View::default(), &facts, &now);
         let absences: Vec<_> = (intents.notifications.iter())
             .filter(|n| n.alerts.iter().any(|a| a.kind == AlertKind::Absence))
             .collect();
@@ -458,7 +465,7 @@ mod tests {
         // Already alerted today (a mark in the store): nothing again.
         let mut view = View::default();
         view.absence_marks.insert("stu-1".into(), Some(today));
-        let again = planner.plan(&view, &facts, now);
+        let again = planner.plan(&view, &facts, &now);
         assert!(
             again
                 .notifications
@@ -476,7 +483,7 @@ mod tests {
             ),
         };
         view.advocates.insert("adv-1".into(), Some(newer));
-        let stale = planner.plan(&view, &facts, now);
+        let stale = planner.plan(&view, &facts, &now);
         assert!(stale.advocates.is_empty());
         assert!(stale.notifications.is_empty(), "the stored contact has no channel");
         assert_eq!(stale.failed.len(), 1, "kept as a failed record, not silence");
@@ -495,7 +502,7 @@ mod tests {
         assert!(
             facts[0].alert.is_none() || facts[0].alert.as_ref().is_some_and(|a| a.flags.is_empty())
         );
-        let intents = planner.plan(&View::default(), &facts, NOW.parse().unwrap());
+        let intents = planner.plan(&View::default(), &facts, &Now::new(NOW.parse().unwrap()));
         assert!(intents.notifications.is_empty() && intents.digest_items.is_empty());
     }
 }

@@ -17,7 +17,7 @@ pub mod report;
 use std::sync::Arc;
 
 use crate::core::{EventKind, Outcome, Rules};
-use crate::notify::plan::{Planner, View};
+use crate::notify::plan::{Now, Planner, View};
 use crate::store::{OFFSETS, Store, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -27,20 +27,10 @@ pub use report::BatchOutcome;
 
 /// Every table in the store, by prefix: the store's own, notify's and the pipeline's (a test
 /// keeps the prefixes distinct).
-pub const TABLES: &[(u8, &str)] = &[
-    (b'v', "store format"),
-    (crate::store::STATES, "student states"),
-    (crate::store::STUDENTS_BY_PARTITION.prefix(), crate::store::STUDENTS_BY_PARTITION.name),
-    (OFFSETS.prefix(), OFFSETS.name),
-    (crate::store::OUTBOX.prefix(), crate::store::OUTBOX.name),
-    (outputs::RAISED.prefix(), outputs::RAISED.name),
-    crate::notify::tables::PREFIXES[0],
-    crate::notify::tables::PREFIXES[1],
-    crate::notify::tables::PREFIXES[2],
-    crate::notify::tables::PREFIXES[3],
-    crate::notify::tables::PREFIXES[4],
-    crate::notify::tables::PREFIXES[5],
-];
+pub fn tables() -> Vec<(u8, &'static str)> {
+    let pipeline = [(outputs::RAISED.prefix(), outputs::RAISED.name)];
+    [&crate::store::PREFIXES[..], &crate::notify::tables::PREFIXES, &pipeline].concat()
+}
 
 /// `[topics]`: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -184,6 +174,7 @@ impl Pipeline {
         let mut outputs = outputs::Outputs::new(&self.topics, now);
         let mut report = report::Report::default();
         let mut facts = Vec::new();
+        let today = Now::new(now);
         for m in batch {
             let event = match fold.check(m) {
                 Ok(event) => event,
@@ -207,7 +198,7 @@ impl Pipeline {
             );
             outputs.flags(&changes, source_ms);
             if let Some(planner) = &self.planner {
-                facts.extend(planner.facts(&event, state, &changes, now));
+                facts.extend(planner.facts(&event, state, &changes, &today));
             }
         }
 
@@ -218,7 +209,7 @@ impl Pipeline {
         }
         let raised = outputs.write(&mut commit)?;
         if let Some(planner) = &self.planner {
-            let intents = planner.plan(&View::load(&self.store, &facts)?, &facts, now);
+            let intents = planner.plan(&View::load(&self.store, &facts)?, &facts, &today);
             intents.write(&mut commit)?;
             report.planned(&intents);
         }
@@ -240,9 +231,10 @@ mod tests {
 
     #[test]
     fn no_two_tables_share_a_prefix() {
-        let mut prefixes: Vec<u8> = TABLES.iter().map(|(p, _)| *p).collect();
+        let tables = tables();
+        let mut prefixes: Vec<u8> = tables.iter().map(|(p, _)| *p).collect();
         prefixes.sort_unstable();
         prefixes.dedup();
-        assert_eq!(prefixes.len(), TABLES.len(), "{TABLES:?}");
+        assert_eq!(prefixes.len(), tables.len(), "{tables:?}");
     }
 }

@@ -33,6 +33,15 @@ pub use outbox::{OUTBOX, OutboxRecord};
 pub use states::{STATES, STUDENTS_BY_PARTITION, Stored};
 pub use table::{KeyCodec, Table, ValueCodec};
 
+/// The store's own prefixes: its format byte and its tables.
+pub const PREFIXES: [(u8, &str); 5] = [
+    (b'v', "store format"),
+    (STATES, "student states"),
+    (STUDENTS_BY_PARTITION.prefix(), STUDENTS_BY_PARTITION.name),
+    (OFFSETS.prefix(), OFFSETS.name),
+    (OUTBOX.prefix(), OUTBOX.name),
+];
+
 /// Version of the store's keys and values; a store of another format is refused at open.
 /// 1: whole states under `s` + student_id (sled). 2: states in parts.
 const FORMAT: u8 = 2;
@@ -163,33 +172,21 @@ impl Store {
         Ok(self.db.disk_space()?)
     }
 
-    /// Starts the numbering of the queue table `prefix` after `stored_max()` (if not started).
-    fn next_seq_starts(
+    /// Takes `count` (0 or 1) sequence numbers of the queue table `prefix` and returns the first;
+    /// the numbering starts after `stored_max()` (the greatest one stored) on first use.
+    fn take_seq(
         &self,
         prefix: u8,
+        count: u64,
         stored_max: impl FnOnce() -> Result<u64, StoreError>,
-    ) -> Result<(), StoreError> {
-        let mut sequences = self.sequences.lock().unwrap_or_else(PoisonError::into_inner);
-        if let std::collections::hash_map::Entry::Vacant(e) = sequences.entry(prefix) {
-            e.insert(stored_max()? + 1);
-        }
-        Ok(())
-    }
-
-    /// The next sequence number of the queue table `prefix`; `stored_max` reads the greatest one
-    /// stored, the first time.
-    fn next_seq(
-        &self,
-        prefix: u8,
-        stored_max: impl FnOnce(&Store) -> Result<u64, StoreError>,
     ) -> Result<u64, StoreError> {
         let mut sequences = self.sequences.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = match sequences.get_mut(&prefix) {
-            Some(next) => next,
-            None => sequences.entry(prefix).or_insert(stored_max(self)? + 1),
+        let next = match sequences.entry(prefix) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(stored_max()? + 1),
         };
         let seq = *next;
-        *next += 1;
+        *next += count;
         Ok(seq)
     }
 }

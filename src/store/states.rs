@@ -37,15 +37,12 @@ pub const STUDENTS_BY_PARTITION: Table<PartitionText, Nothing> =
 pub struct Stored {
     pub state: StudentState,
     head_month: Option<u32>,
-    /// Whether the store holds the state (as of its last write): else its first write writes
-    /// every part it has, whatever the state says changed.
-    written: bool,
 }
 
 impl Stored {
     /// A state the store has not seen yet.
     pub fn new(state: StudentState) -> Stored {
-        Stored { state, head_month: None, written: false }
+        Stored { state, head_month: None }
     }
 }
 
@@ -128,7 +125,7 @@ impl Store {
         }
         let state =
             StudentState::from_parts(head, assignment, referrals, grades, attendance, others);
-        Ok(Some(Stored { state, head_month: month, written: true }))
+        Ok(Some(Stored { state, head_month: month }))
     }
 
     /// Every student whose events came through `partition`, with their state, in `student_id`
@@ -147,9 +144,9 @@ impl Store {
     }
 }
 
-/// Adds the parts of `stored` that changed since it was last written to `batch` (and, for a
-/// student new to the store, the partition its events came through to the index). Returns how
-/// many values it wrote. The state counts as written from now on: if the batch is not
+/// Adds the parts of `stored` that changed since it was last written to `batch`; a student new to
+/// the store (`new_in`: the partition its events came through, for the index) writes every part
+/// it has, whatever its state says changed. Returns how many values it wrote. The state counts as written from now on: if the batch is not
 /// committed, the caller must drop the state and read it again.
 pub fn write(
     batch: &mut Batch<'_>,
@@ -163,7 +160,7 @@ pub fn write(
     }
     let mut changes = stored.state.take_changes();
     let state = &stored.state;
-    if !stored.written {
+    if new_in.is_some() {
         let (attendance, referrals, grades, assignment) = state.records();
         changes.head = true;
         changes.assignment |= assignment.is_some();
@@ -208,7 +205,6 @@ pub fn write(
         batch.insert(part_key(&prefix, b'o'), encode(state.other_ids()));
     }
     stored.head_month = current;
-    stored.written = true;
     batch.len() - before
 }
 

@@ -69,6 +69,17 @@ impl<K: KeyCodec, V: ValueCodec> Table<K, V> {
         Ok((k, self.decode_value(key, value)?))
     }
 
+    /// The records of a scan over this table's keys, decoded.
+    fn decoded<I: Iterator<Item = fjall::Guard>>(
+        &self,
+        scan: I,
+    ) -> impl Iterator<Item = Result<(K::Owned, V::Value), StoreError>> + use<'_, I, K, V> {
+        scan.map(move |item| {
+            let (key, value) = item.into_inner()?;
+            self.decode_entry(&key, &value)
+        })
+    }
+
     pub fn get(&self, store: &Store, key: &K::Key<'_>) -> Result<Option<V::Value>, StoreError> {
         let key = self.key(key);
         store.tree.get(&key)?.map(|v| self.decode_value(&key, &v)).transpose()
@@ -86,12 +97,8 @@ impl<K: KeyCodec, V: ValueCodec> Table<K, V> {
     pub fn iter<'s>(
         &self,
         store: &'s Store,
-    ) -> impl DoubleEndedIterator<Item = Result<(K::Owned, V::Value), StoreError>> + use<'s, '_, K, V>
-    {
-        store.tree.prefix([self.prefix]).map(move |item| {
-            let (key, value) = item.into_inner()?;
-            self.decode_entry(&key, &value)
-        })
+    ) -> impl Iterator<Item = Result<(K::Owned, V::Value), StoreError>> + use<'s, '_, K, V> {
+        self.decoded(store.tree.prefix([self.prefix]))
     }
 
     /// The records from `from` (included) to the end of the table, in key order.
@@ -101,10 +108,7 @@ impl<K: KeyCodec, V: ValueCodec> Table<K, V> {
         from: &K::Key<'_>,
     ) -> impl Iterator<Item = Result<(K::Owned, V::Value), StoreError>> + use<'s, '_, K, V> {
         let end = [self.prefix.saturating_add(1)];
-        store.tree.range(self.key(from)..end.to_vec()).map(move |item| {
-            let (key, value) = item.into_inner()?;
-            self.decode_entry(&key, &value)
-        })
+        self.decoded(store.tree.range(self.key(from)..end.to_vec()))
     }
 
     /// The records whose key bytes (after the prefix) start with `partial`, in key order.
@@ -115,10 +119,7 @@ impl<K: KeyCodec, V: ValueCodec> Table<K, V> {
     ) -> impl Iterator<Item = Result<(K::Owned, V::Value), StoreError>> + use<'s, '_, K, V> {
         let mut prefix = vec![self.prefix];
         prefix.extend_from_slice(partial);
-        store.tree.prefix(prefix).map(move |item| {
-            let (key, value) = item.into_inner()?;
-            self.decode_entry(&key, &value)
-        })
+        self.decoded(store.tree.prefix(prefix))
     }
 
     /// How many records the table holds (a scan: for gauges, not for the hot path).
@@ -132,7 +133,8 @@ impl<V: ValueCodec> Table<Seq, V> {
     /// Adds `value` after every record the table holds (and every one added since the table's
     /// numbering started: [`Table::start_numbering`]).
     pub fn push(&self, batch: &mut Batch<'_>, value: &V::Value) -> Result<u64, StoreError> {
-        let seq = batch.store().next_seq(self.prefix, |store| self.last_seq(store))?;
+        let store = batch.store();
+        let seq = store.take_seq(self.prefix, 1, || self.last_seq(store))?;
         self.put(batch, &seq, value);
         Ok(seq)
     }
@@ -142,7 +144,7 @@ impl<V: ValueCodec> Table<Seq, V> {
     /// numbering that started only after the queue was emptied would begin again below what
     /// the reader has seen.
     pub fn start_numbering(&self, store: &Store) -> Result<(), StoreError> {
-        store.next_seq_starts(self.prefix, || self.last_seq(store))
+        store.take_seq(self.prefix, 0, || self.last_seq(store)).map(drop)
     }
 
     fn last_seq(&self, store: &Store) -> Result<u64, StoreError> {
@@ -164,7 +166,8 @@ impl<V: ValueCodec> Table<DueSeq, V> {
         due_ms: i64,
         value: &V::Value,
     ) -> Result<(), StoreError> {
-        let seq = batch.store().next_seq(self.prefix, |store| {
+        let store = batch.store();
+        let seq = store.take_seq(self.prefix, 1, || {
             let mut max = 0;
             for item in store.tree.prefix([self.prefix]) {
                 let key = item.key()?;
@@ -187,10 +190,7 @@ impl<V: ValueCodec> Table<DueSeq, V> {
         // The due time is read from the key before the value is decoded: an item that is not
         // due yet is not read at all.
         let end = self.key(&(now_ms, u64::MAX));
-        store.tree.range(vec![self.prefix]..=end).map(move |item| {
-            let (key, value) = item.into_inner()?;
-            self.decode_entry(&key, &value)
-        })
+        self.decoded(store.tree.range(vec![self.prefix]..=end))
     }
 }
 
