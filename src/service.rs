@@ -81,13 +81,8 @@ fn serve(
         .context("kafka: cannot create the producer")?;
     // Stopped (and waited for) once the loop has persisted its last batch, before the admin
     // server.
-    let notifications = Notifications::start(
-        &config.notify,
-        store.clone(),
-        clock.clone(),
-        telemetry.clone(),
-        Shutdown::new(),
-    )?;
+    let notifications =
+        Notifications::start(&config.notify, store.clone(), clock.clone(), telemetry.clone())?;
     for (flag, school, count) in crate::pipeline::raised_counts(&store)? {
         telemetry.flags_raised(&flag, &school, count);
     }

@@ -147,8 +147,10 @@ impl Consumed {
     }
 }
 
-/// Why an input message was rejected (`ontrack_decode_failures_total{reason}`).
-pub const REJECT_REASONS: [&str; 5] = ["empty", "not_json", "bad_type", "bad_field", "wrong_topic"];
+/// `ontrack_decode_failures_total{reason}` of a message without a value.
+pub const REJECT_EMPTY: &str = "empty";
+/// `ontrack_decode_failures_total{reason}` of an event on another type's topic.
+pub const REJECT_WRONG_TOPIC: &str = "wrong_topic";
 /// Notification channels (`none`: the advocate had no usable channel).
 pub const CHANNELS: [&str; 3] = ["webhook", "email", "none"];
 /// The store's queues (`ontrack_outbox_depth{queue}`).
@@ -305,7 +307,8 @@ impl Telemetry {
     }
 
     fn zero_known_series(&self) {
-        for reason in REJECT_REASONS {
+        let decode = crate::core::DecodeError::REASON_LABELS;
+        for reason in [REJECT_EMPTY, REJECT_WRONG_TOPIC].into_iter().chain(decode) {
             self.decode_failures.with_label_values(&[reason]);
         }
         for flag in Flag::ALL {

@@ -51,15 +51,10 @@ impl Service {
         let store = Store::open(dir.path()).unwrap();
         let clock = Clock::starting_at(now.parse().unwrap());
         let telemetry = Arc::new(Telemetry::new());
-        let notifications = Notifications::start(
-            &config,
-            store.clone(),
-            clock.clone(),
-            telemetry.clone(),
-            ontrack::shutdown::Shutdown::new(),
-        )
-        .unwrap()
-        .unwrap();
+        let notifications =
+            Notifications::start(&config, store.clone(), clock.clone(), telemetry.clone())
+                .unwrap()
+                .unwrap();
         let pipeline = Pipeline::new(store, Rules::default(), Topics::default())
             .with_notifications(notifications.planner.clone())
             .with_telemetry(telemetry);

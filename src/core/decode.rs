@@ -28,13 +28,17 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
+    /// Every label [`DecodeError::reason_label`] gives.
+    pub const REASON_LABELS: [&'static str; 3] = ["not_json", "bad_type", "bad_field"];
+
     /// A bounded label for metrics: `not_json` (the message as a whole), `bad_type` (a missing
     /// or unknown `type`), `bad_field` (any other field).
     pub fn reason_label(&self) -> &'static str {
+        let [not_json, bad_type, bad_field] = Self::REASON_LABELS;
         match self.field.as_deref() {
-            None => "not_json",
-            Some("type") => "bad_type",
-            Some(_) => "bad_field",
+            None => not_json,
+            Some("type") => bad_type,
+            Some(_) => bad_field,
         }
     }
 

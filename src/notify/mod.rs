@@ -241,15 +241,14 @@ pub struct Notifications {
 }
 
 impl Notifications {
-    /// Reads the assignments file and starts the delivery task, which runs until `shutdown`;
-    /// `None` when no channel is configured (or `notify.enabled = false`). Errors name the
-    /// config key.
+    /// Reads the assignments file and starts the delivery task, which runs until
+    /// [`Notifications::stop`]; `None` when no channel is configured (or `notify.enabled =
+    /// false`). Errors name the config key.
     pub fn start(
         config: &NotifyConfig,
         store: crate::store::Store,
         clock: crate::clock::Clock,
         telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
-        shutdown: crate::shutdown::Shutdown,
     ) -> Result<Option<Notifications>, NotifyError> {
         use std::sync::Arc;
         if !config.active() {
@@ -264,6 +263,7 @@ impl Notifications {
         let config = Arc::new(config.clone());
         let planner = Arc::new(plan::Planner::new(config.clone(), file));
         let wake = Arc::new(tokio::sync::Notify::new());
+        let shutdown = crate::shutdown::Shutdown::new();
         let delivery = outbox::Delivery::new(
             store,
             config,

@@ -8,6 +8,7 @@ use super::Topics;
 use super::cache::{StateCache, Touched};
 use crate::core::{Event, Outcome, Rules, StudentState, decode};
 use crate::store::{Batch, Store, StoreError, states};
+use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC};
 
 /// The states a batch touched, and where they came from.
 pub(super) struct Fold<'p> {
@@ -36,7 +37,7 @@ impl<'p> Fold<'p> {
     /// consumer the owner of all of a student's events (the README says so).
     /// Errors carry a bounded label for metrics and the readable reason.
     pub fn check<'m>(&self, m: &InputMessage<'m>) -> Result<Event<'m>, (&'static str, String)> {
-        let payload = m.payload.ok_or(("empty", "empty message: no value".to_owned()))?;
+        let payload = m.payload.ok_or((REJECT_EMPTY, "empty message: no value".to_owned()))?;
         let event = decode(payload).map_err(|e| (e.reason_label(), e.to_string()))?;
         let expected = self.topics.input_of(event.kind());
         if m.topic != expected {
@@ -45,7 +46,7 @@ impl<'p> Fold<'p> {
                 event.kind(),
                 m.topic
             );
-            return Err(("wrong_topic", reason));
+            return Err((REJECT_WRONG_TOPIC, reason));
         }
         Ok(event)
     }
