@@ -162,6 +162,8 @@ impl Config {
             ("topics.discipline", &t.discipline),
             ("topics.grades", &t.grades),
             ("topics.assignments", &t.assignments),
+            ("topics.enrollment", &t.enrollment),
+            ("topics.calendar", &t.calendar),
             ("topics.flags", &t.flags),
             ("topics.dead_letter", &t.dead_letter),
         ];

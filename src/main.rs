@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use ontrack::core::Rules;
-use ontrack::replay::replay;
+use ontrack::replay::replay_as_of;
 use ontrack::synth::{District, DistrictSpec};
 
 /// mimalloc instead of glibc's allocator: reading states back from the store allocates and frees
@@ -74,6 +74,11 @@ enum Command {
         /// [default: FLAGS.jsonl.rejected].
         #[arg(long, value_name = "FILE")]
         dead_letter: Option<PathBuf>,
+        /// At the end of the input, close every school day up to this date (YYYY-MM-DD), as if
+        /// the days had passed: back-testing "as of the end of the year" for districts that
+        /// send enrollments and calendars (contract v1.1).
+        #[arg(long, value_name = "DATE", value_parser = parse_date_arg)]
+        as_of: Option<time::Date>,
     },
     /// Produce a seeded synthetic district into the input topics (load tests, benchmarks): as
     /// fast as possible, or at a fixed rate; each message's Kafka timestamp is its produce time.
@@ -167,7 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown.on_signals().context("cannot install the signal handlers")?;
             ontrack::service::run(&config, rules, &shutdown)
         }
-        Command::Replay { events, out, rules, dead_letter } => {
+        Command::Replay { events, out, rules, dead_letter, as_of } => {
             let rules = load_rules(rules.as_ref())?;
             let dash = |p: &PathBuf| p.as_os_str() == "-";
             let dead_letter = dead_letter.unwrap_or_else(|| {
@@ -190,11 +195,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rejected = File::create(&dead_letter).with_context(|| {
                 format!("--dead-letter {}: cannot create", dead_letter.display())
             })?;
-            let summary = replay(
+            let summary = replay_as_of(
                 input,
                 output,
                 BufWriter::new(rejected),
                 &rules,
+                as_of,
                 OffsetDateTime::now_utc,
                 |line, err| eprintln!("line {line}: {err}"),
             )
@@ -213,6 +219,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &mut topics.discipline,
                     &mut topics.grades,
                     &mut topics.assignments,
+                    &mut topics.enrollment,
+                    &mut topics.calendar,
                 ] {
                     *t = format!("{topic_prefix}.{t}");
                 }

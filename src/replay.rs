@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::core::{Change, DecodeError, Flag, Outcome, Rules, Students, decode};
+use crate::core::{Change, DecodeError, Flag, FlagChange, Outcome, Rules, Students, decode};
 use crate::output::FlagEvent;
 
 /// What a replay did, for the closing summary.
@@ -43,10 +43,24 @@ struct Rejected<'a> {
 /// emission order and bad lines to `dead_letter`. `on_reject` hears of each bad line (1-based
 /// line number); `now` stamps `emitted_at`.
 pub fn replay(
+    input: impl BufRead,
+    out: impl Write,
+    dead_letter: impl Write,
+    rules: &Rules,
+    now: impl FnMut() -> OffsetDateTime,
+    on_reject: impl FnMut(u64, &DecodeError),
+) -> io::Result<Summary> {
+    replay_as_of(input, out, dead_letter, rules, None, now, on_reject)
+}
+
+/// [`replay`], then every school day up to `as_of` closes at the end of the input (back-testing
+/// "as of the end of the year": the days no record closed yet pass, with their flag changes).
+pub fn replay_as_of(
     mut input: impl BufRead,
     mut out: impl Write,
     mut dead_letter: impl Write,
     rules: &Rules,
+    as_of: Option<time::Date>,
     mut now: impl FnMut() -> OffsetDateTime,
     mut on_reject: impl FnMut(u64, &DecodeError),
 ) -> io::Result<Summary> {
@@ -87,17 +101,13 @@ pub fn replay(
         match students.apply(&event, rules) {
             Outcome::Duplicate => summary.duplicates += 1,
             Outcome::Applied(changes) => {
-                for change in &changes {
-                    let counter = match change.change {
-                        Change::Raised => &mut summary.raised,
-                        Change::Cleared => &mut summary.cleared,
-                    };
-                    counter[change.flag.index()] += 1;
-                    serde_json::to_writer(&mut out, &FlagEvent::new(change, now()))?;
-                    out.write_all(b"\n")?;
-                }
+                write_changes(&changes, &mut out, &mut summary, &mut now)?;
             }
         }
+    }
+    if let Some(day) = as_of {
+        let changes = students.close_through(day, rules);
+        write_changes(&changes, &mut out, &mut summary, &mut now)?;
     }
     summary.students = students.len() as u64;
     for (_, state) in students.iter() {
@@ -108,6 +118,24 @@ pub fn replay(
     out.flush()?;
     dead_letter.flush()?;
     Ok(summary)
+}
+
+fn write_changes(
+    changes: &[FlagChange],
+    mut out: impl Write,
+    summary: &mut Summary,
+    mut now: impl FnMut() -> OffsetDateTime,
+) -> io::Result<()> {
+    for change in changes {
+        let counter = match change.change {
+            Change::Raised => &mut summary.raised,
+            Change::Cleared => &mut summary.cleared,
+        };
+        counter[change.flag.index()] += 1;
+        serde_json::to_writer(&mut out, &FlagEvent::new(change, now()))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Summary {

@@ -55,6 +55,8 @@ impl Names {
             Discipline => "discipline",
             Grade => "grades",
             Assignment => "assignments",
+            Enrollment => "enrollment",
+            Calendar => "calendar",
         })
     }
 }
@@ -77,6 +79,8 @@ fn run_command(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Co
         .env("ONTRACK__TOPICS__DISCIPLINE", names.topic("discipline"))
         .env("ONTRACK__TOPICS__GRADES", names.topic("grades"))
         .env("ONTRACK__TOPICS__ASSIGNMENTS", names.topic("assignments"))
+        .env("ONTRACK__TOPICS__ENROLLMENT", names.topic("enrollment"))
+        .env("ONTRACK__TOPICS__CALENDAR", names.topic("calendar"))
         .env("ONTRACK__TOPICS__FLAGS", names.topic("flags"))
         .env("ONTRACK__TOPICS__DEAD_LETTER", names.topic("dead-letter"))
         .env("RUST_LOG", std::env::var("ONTRACK_TEST_LOG").unwrap_or_else(|_| "warn".into()))

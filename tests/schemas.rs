@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use ontrack::core::decode;
 use serde_json::Value;
 
-const INPUTS: [&str; 4] = ["attendance", "discipline", "grade", "assignment"];
+const INPUTS: [&str; 6] =
+    ["attendance", "discipline", "grade", "assignment", "enrollment", "calendar"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
@@ -149,6 +150,8 @@ mod agreement {
         "numeric_grade",
         "advocate_id",
         "advocate",
+        "exit_date",
+        "instructional",
     ];
 
     #[derive(Debug, Clone)]

@@ -203,6 +203,10 @@ struct RawEvent<'a> {
     advocate_id: Field<'a>,
     #[serde(borrow)]
     advocate: Field<'a>,
+    #[serde(borrow)]
+    exit_date: Field<'a>,
+    #[serde(borrow)]
+    instructional: Field<'a>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,26 +299,29 @@ impl Checker<'_> {
         }
     }
 
-    fn date(&self, f: &Field<'_>) -> Result<Date, DecodeError> {
+    fn date(&self, name: &str, f: &Field<'_>) -> Result<Date, DecodeError> {
         match f {
             Field::Str(s) => parse_date(s).ok_or_else(|| {
-                self.err("date", format!("expected a calendar date YYYY-MM-DD, got {}", quoted(s)))
+                self.err(name, format!("expected a calendar date YYYY-MM-DD, got {}", quoted(s)))
             }),
-            other => Err(self.wrong("date", "a date string YYYY-MM-DD", other)),
+            other => Err(self.wrong(name, "a date string YYYY-MM-DD", other)),
         }
     }
 
-    fn recorded_at(&self, f: &Field<'_>) -> Result<RecordedAt, DecodeError> {
+    /// `recorded_at` as an instant, and the calendar date it was written on.
+    fn recorded_at(&self, f: &Field<'_>) -> Result<(RecordedAt, Date), DecodeError> {
         match f {
-            Field::Str(s) => parse_timestamp(s).ok_or_else(|| {
-                self.err(
-                    "recorded_at",
-                    format!(
-                        "expected an RFC 3339 timestamp like 2026-09-01T08:40:00-04:00, got {}",
-                        quoted(s)
-                    ),
-                )
-            }),
+            Field::Str(s) => {
+                parse_timestamp(s).zip(s.get(..10).and_then(parse_date)).ok_or_else(|| {
+                    self.err(
+                        "recorded_at",
+                        format!(
+                            "expected an RFC 3339 timestamp like 2026-09-01T08:40:00-04:00, got {}",
+                            quoted(s)
+                        ),
+                    )
+                })
+            }
             other => Err(self.wrong("recorded_at", "an RFC 3339 timestamp string", other)),
         }
     }
@@ -346,10 +353,14 @@ impl<'a> RawEvent<'a> {
         };
         let c = Checker { prefix: kind.as_str() };
         let event_id = c.id("event_id", self.event_id)?;
-        let student_id = c.id("student_id", self.student_id)?;
+        // A calendar day is the school's, not a student's: it has no student_id.
+        let student_id = match kind {
+            EventKind::Calendar => Cow::Borrowed(""),
+            _ => c.id("student_id", self.student_id)?,
+        };
         let school_id = c.id("school_id", self.school_id)?;
-        let date = c.date(&self.date)?;
-        let recorded_at = c.recorded_at(&self.recorded_at)?;
+        let date = c.date("date", &self.date)?;
+        let (recorded_at, recorded_on) = c.recorded_at(&self.recorded_at)?;
         let body = match kind {
             EventKind::Attendance => EventBody::AttendanceRecorded {
                 status: c.one_of(
@@ -426,8 +437,27 @@ impl<'a> RawEvent<'a> {
                 };
                 EventBody::AdvocateAssigned { advocate_id, advocate }
             }
+            EventKind::Enrollment => {
+                let exit_date = match &self.exit_date {
+                    Field::Missing | Field::Null => None,
+                    other => Some(c.date("exit_date", other)?),
+                };
+                // An exit before the first day enrolls no day (JSON Schema cannot compare the two
+                // fields; the decoder accepts what the schema accepts).
+                EventBody::Enrolled {
+                    exit_date,
+                    retracted: c.opt_bool("retracted", &self.retracted)?,
+                }
+            }
+            EventKind::Calendar => EventBody::CalendarDay {
+                instructional: match &self.instructional {
+                    Field::Bool(b) => *b,
+                    other => return Err(c.wrong("instructional", "true or false", other)),
+                },
+                retracted: c.opt_bool("retracted", &self.retracted)?,
+            },
         };
-        Ok(Event { event_id, student_id, school_id, date, recorded_at, body })
+        Ok(Event { event_id, student_id, school_id, date, recorded_at, recorded_on, body })
     }
 }
 

@@ -1,4 +1,4 @@
-//! Typed input events (event contract v1), as the decoder hands them to the fold.
+//! Typed input events (event contract v1.1), as the decoder hands them to the fold.
 //!
 //! Only what ontrack uses is kept: a discipline referral's `behavior` text is validated by the
 //! decoder and then dropped, so it can never reach state, logs or notifications.
@@ -32,6 +32,9 @@ pub struct Event<'a> {
     /// School-local calendar date the record is about.
     pub date: Date,
     pub recorded_at: RecordedAt,
+    /// The calendar date of `recorded_at` where it was written (its own UTC offset): a record
+    /// whose `date` is after it is about the future and does not make school days pass.
+    pub recorded_on: Date,
     pub body: EventBody<'a>,
 }
 
@@ -60,6 +63,17 @@ pub enum EventBody<'a> {
         advocate_id: Option<Cow<'a, str>>,
         advocate: Option<AdvocateContact>,
     },
+    /// Enrolled at `school_id` from `date` (the first enrolled day) to `exit_date` (the last;
+    /// `None`: still enrolled).
+    Enrolled {
+        exit_date: Option<Date>,
+        retracted: bool,
+    },
+    /// Whether `date` is a school day at `school_id`. Not about a student: `student_id` is empty.
+    CalendarDay {
+        instructional: bool,
+        retracted: bool,
+    },
 }
 
 impl Event<'_> {
@@ -72,6 +86,7 @@ impl Event<'_> {
             school_id: own(self.school_id),
             date: self.date,
             recorded_at: self.recorded_at,
+            recorded_on: self.recorded_on,
             body: match self.body {
                 EventBody::AttendanceRecorded { status } => {
                     EventBody::AttendanceRecorded { status }
@@ -102,6 +117,12 @@ impl Event<'_> {
                 EventBody::AdvocateAssigned { advocate_id, advocate } => {
                     EventBody::AdvocateAssigned { advocate_id: advocate_id.map(own), advocate }
                 }
+                EventBody::Enrolled { exit_date, retracted } => {
+                    EventBody::Enrolled { exit_date, retracted }
+                }
+                EventBody::CalendarDay { instructional, retracted } => {
+                    EventBody::CalendarDay { instructional, retracted }
+                }
             },
         }
     }
@@ -112,7 +133,9 @@ impl Event<'_> {
         match &self.body {
             EventBody::AttendanceRecorded { status } => *status != AttendanceStatus::Retracted,
             EventBody::ReferralRecorded { retracted, .. }
-            | EventBody::GradePosted { retracted, .. } => !retracted,
+            | EventBody::GradePosted { retracted, .. }
+            | EventBody::Enrolled { retracted, .. }
+            | EventBody::CalendarDay { retracted, .. } => !retracted,
             EventBody::AdvocateAssigned { .. } => true,
         }
     }
@@ -124,17 +147,28 @@ impl Event<'_> {
             EventBody::ReferralRecorded { .. } => EventKind::Discipline,
             EventBody::GradePosted { .. } => EventKind::Grade,
             EventBody::AdvocateAssigned { .. } => EventKind::Assignment,
+            EventBody::Enrolled { .. } => EventKind::Enrollment,
+            EventBody::CalendarDay { .. } => EventKind::Calendar,
         }
+    }
+
+    /// Whether the record is about a day after the one it was recorded on (a planned absence, a
+    /// calendar sent ahead): such a record does not make school days pass.
+    pub fn is_future(&self) -> bool {
+        self.date > self.recorded_on
     }
 }
 
 wire_enum!(
-    /// The `type` field of the event contract; each kind has its own input topic.
+    /// The `type` field of the event contract; each kind has its own input topic. In the
+    /// contract table's order, which breaks ties of time across topics.
     EventKind {
         Attendance = "attendance",
         Discipline = "discipline",
         Grade = "grade",
         Assignment = "assignment",
+        Enrollment = "enrollment",
+        Calendar = "calendar",
     }
 );
 

@@ -47,6 +47,7 @@ macro_rules! wire_enum {
     };
 }
 
+pub mod calendar;
 pub mod decode;
 pub mod event;
 pub mod flag;
@@ -54,12 +55,13 @@ pub mod rules;
 pub mod state;
 pub mod students;
 
+pub use calendar::{CalendarOutcome, CalendarRecord, Calendars, DayClock};
 pub use decode::{DecodeError, decode};
 pub use event::{AdvocateContact, AttendanceStatus, Event, EventBody, EventKind};
 pub use flag::{Change, Evidence, Flag, FlagChange};
 pub use rules::{Rules, RulesError, SchoolYear};
 pub use state::{
-    AssignmentRecord, AttendanceRecord, Changes, Figures, GradeRecord, Head, Outcome,
-    ReferralRecord, StudentState, Version,
+    AssignmentRecord, AttendanceRecord, Cause, Changes, Days, EnrollmentRecord, Figures,
+    GradeRecord, Head, Outcome, ReferralRecord, StudentState, Version, day_cause_id,
 };
 pub use students::Students;

@@ -216,6 +216,21 @@ impl Rules {
         let started = (u8::from(month), day) >= (sy.start_month, sy.start_day);
         SchoolYear(if started { year } else { year - 1 })
     }
+
+    /// The first and last day of `year` (the rules were checked: the start day exists).
+    pub fn school_year_span(&self, year: SchoolYear) -> (Date, Date) {
+        let sy = &self.school_year;
+        let start = |y: i32| {
+            let month = time::Month::try_from(sy.start_month).unwrap_or(time::Month::July);
+            // February 29 in a common year: the year starts on March 1 (as school_year_of has it).
+            Date::from_calendar_date(y, month, sy.start_day)
+                .or_else(|_| Date::from_calendar_date(y, month.next(), 1))
+                .unwrap_or(Date::MIN)
+        };
+        let first = start(year.0);
+        let last = start(year.0 + 1).previous_day().unwrap_or(Date::MAX);
+        (first, last)
+    }
 }
 
 /// A school year, by the calendar year it starts in; shown as `"2026-2027"`.

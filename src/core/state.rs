@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::calendar::Calendars;
 use super::event::{
     AdvocateContact, AttendanceStatus, DisciplineAction, Event, EventBody, Mark, MarkBand,
     RecordedAt, Subject,
@@ -72,6 +73,69 @@ pub struct AssignmentRecord {
     pub version: Version,
 }
 
+/// The winning record of one enrollment (contract v1.1): enrolled at `school_id` from `date` to
+/// `exit_date`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentRecord {
+    pub school_id: Box<str>,
+    /// The first enrolled day.
+    pub date: Date,
+    /// The last enrolled day; `None`: still enrolled.
+    pub exit_date: Option<Date>,
+    pub retracted: bool,
+    pub version: Version,
+}
+
+impl EnrollmentRecord {
+    /// Whether the student is enrolled here on `day`.
+    pub fn covers(&self, day: Date) -> bool {
+        !self.retracted && self.date <= day && self.exit_date.is_none_or(|exit| day <= exit)
+    }
+}
+
+/// What a student's figures are counted against besides their own records: the schools'
+/// calendars and the last school day that has ended. Only students with enrollment records use
+/// them (contract v1.1); without, figures are v1's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Days<'a> {
+    pub calendars: Option<&'a Calendars>,
+    /// The as-of day: school days up to it have passed.
+    pub closed_through: Option<Date>,
+}
+
+impl<'a> Days<'a> {
+    pub fn new(calendars: &'a Calendars, closed_through: Option<Date>) -> Days<'a> {
+        Days { calendars: Some(calendars), closed_through }
+    }
+}
+
+/// What a flag change names as its cause: an event, or a school day that passed.
+#[derive(Debug, Clone, Copy)]
+pub struct Cause<'a> {
+    pub student_id: &'a str,
+    pub school_id: &'a str,
+    /// The flag's `as_of`.
+    pub date: Date,
+    /// The flag's `caused_by`.
+    pub id: &'a str,
+}
+
+impl<'a> Cause<'a> {
+    pub fn of(event: &'a Event<'_>) -> Cause<'a> {
+        Cause {
+            student_id: &event.student_id,
+            school_id: &event.school_id,
+            date: event.date,
+            id: &event.event_id,
+        }
+    }
+}
+
+/// The `caused_by` of flag changes a passing school day causes: `day:{school_id}:{date}`.
+pub fn day_cause_id(school_id: &str, day: Date) -> String {
+    format!("day:{school_id}:{day}")
+}
+
 /// The figures of DESIGN.md for one student over one school year.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Figures {
@@ -124,6 +188,8 @@ pub struct StudentState {
     grades: Vec<GradeRecord>,
     /// Boxed: rarely touched, and a smaller state is fewer cache lines per event.
     assignment: Option<Box<AssignmentRecord>>,
+    /// One record per (school, first day), sorted by that pair (contract v1.1).
+    enrollments: Vec<EnrollmentRecord>,
     current_year: Option<SchoolYear>,
     /// The figures of `current_year`, kept up to date by each event (see
     /// [`StudentState::figures_from_records`] for their definition).
@@ -156,6 +222,7 @@ pub struct Changes {
     pub assignment: bool,
     pub referrals: bool,
     pub grades: bool,
+    pub enrollments: bool,
     /// The ids of applied events that no record carries ([`StudentState::other_ids`]).
     pub others: bool,
     /// Dates whose attendance record changed, without repeats.
@@ -188,6 +255,16 @@ pub enum Outcome {
 impl StudentState {
     /// Folds one event for this student (the caller routes by `student_id`) and evaluates the rules.
     pub fn apply(&mut self, event: &Event, rules: &Rules) -> Outcome {
+        self.apply_on(event, rules, &Days::default())
+    }
+
+    /// Whether `event_id` was applied before (applying it again changes nothing).
+    pub fn has_seen(&self, event_id: &str) -> bool {
+        find_hash(&self.seen, xxh3_64(event_id.as_bytes())).is_ok()
+    }
+
+    /// [`StudentState::apply`], counting the figures of an enrolled student against `days`.
+    pub fn apply_on(&mut self, event: &Event, rules: &Rules, days: &Days) -> Outcome {
         let id_hash = xxh3_64(event.event_id.as_bytes());
         match find_hash(&self.seen, id_hash) {
             Ok(_) => return Outcome::Duplicate,
@@ -216,22 +293,94 @@ impl StudentState {
             // A move to another school year (forward, or back when the only later record was
             // retracted) first clears every raised flag, with no evidence: the figures they stood
             // on belong to a year that no longer counts.
+            let cause = Cause::of(event);
             if self.current_year.is_some() && year.is_some() {
                 for flag in Flag::ALL {
                     if self.is_raised(*flag) {
-                        changes.push(self.clear(*flag, event, None));
+                        changes.push(self.clear(*flag, &cause, None));
                     }
                 }
             }
             // With no record left at all there is no school year: the rules see empty figures.
             self.current_year = year;
-            self.figures = self.figures_from_records(rules);
+            self.figures = self.figures_at(rules, days);
         } else if let Some(year) = year {
-            self.update_figures(event, replaced, year, rules);
+            self.update_figures(event, replaced, year, rules, days);
         }
-        debug_assert_eq!(self.figures, self.figures_from_records(rules), "cached figures drifted");
-        self.evaluate(rules, event, &mut changes);
+        debug_assert_eq!(self.figures, self.figures_at(rules, days), "cached figures drifted");
+        self.evaluate(rules, &Cause::of(event), &mut changes);
         Outcome::Applied(changes)
+    }
+
+    /// Counts the figures again against `days` (school days passed, or a calendar changed) and
+    /// evaluates the rules if they moved; the flag changes name `cause`.
+    pub fn refresh(&mut self, rules: &Rules, days: &Days, cause: &Cause) -> Vec<FlagChange> {
+        let mut changes = Vec::new();
+        let figures = self.figures_at(rules, days);
+        if figures != self.figures {
+            self.figures = figures;
+            self.changes.head = true;
+            self.evaluate(rules, cause, &mut changes);
+        }
+        changes
+    }
+
+    /// The school of the enrollment that makes `day` a school day for this student (the latest
+    /// enrollment when two do), if any: a passing `day` can change the figures only then.
+    pub fn school_day_at(&self, day: Date, calendars: &Calendars) -> Option<&str> {
+        (self.enrollments.iter().filter(|e| e.covers(day)))
+            .filter(|e| calendars.is_school_day(&e.school_id, day))
+            .max_by_key(|e| e.date)
+            .map(|e| &*e.school_id)
+    }
+
+    /// The school day `day` has ended: counts it (present, unless it has a record) and
+    /// evaluates the rules; changes name `day:{school}:{day}`. Nothing for a student without an
+    /// enrollment there or a day that is not a school day.
+    pub fn pass_day(
+        &mut self,
+        student_id: &str,
+        day: Date,
+        rules: &Rules,
+        calendars: &Calendars,
+    ) -> Vec<FlagChange> {
+        let Some(school) = self.school_day_at(day, calendars) else {
+            return Vec::new();
+        };
+        let id = day_cause_id(school, day);
+        let school = school.to_owned();
+        let cause = Cause { student_id, school_id: &school, date: day, id: &id };
+        self.refresh(rules, &Days::new(calendars, Some(day)), &cause)
+    }
+
+    /// Whether days passing with no record could change a flag: an enrolled student with
+    /// `attendance` or `consecutive_absences` raised (a present day can clear them), or with
+    /// absences and too few days yet (a present day can bring `days_enrolled` to the minimum).
+    /// A present day cannot raise anything else, so only these students are re-evaluated as
+    /// days pass.
+    pub fn watch(&self, rules: &Rules) -> bool {
+        self.has_enrollment()
+            && self.current_year.is_some()
+            && (self.is_raised(Flag::Attendance)
+                || self.is_raised(Flag::ConsecutiveAbsences)
+                || (self.figures.days_enrolled < rules.attendance.min_days_enrolled
+                    && self.figures.days_absent > 0))
+    }
+
+    /// Whether the student has an enrollment record (not retracted): figures count expected
+    /// days (contract v1.1); without, they count dates with a record (v1).
+    pub fn has_enrollment(&self) -> bool {
+        self.enrollments.iter().any(|e| !e.retracted)
+    }
+
+    /// Whether the student was ever enrolled at `school_id` (retracted or not).
+    pub fn enrolled_at(&self, school_id: &str) -> bool {
+        self.enrollments.iter().any(|e| &*e.school_id == school_id)
+    }
+
+    /// The winning enrollment records, sorted by (school, first day).
+    pub fn enrollments(&self) -> &[EnrollmentRecord] {
+        &self.enrollments
     }
 
     /// The current school year and its figures; `None` before any (non-retracted) record.
@@ -242,21 +391,63 @@ impl StudentState {
     /// The figures of the current school year, counted from the records from scratch (the fold
     /// keeps them up to date event by event; this is the definition they must always equal).
     pub fn figures_from_records(&self, rules: &Rules) -> Figures {
+        self.figures_at(rules, &Days::default())
+    }
+
+    /// [`StudentState::figures_from_records`], an enrolled student's counted against `days`.
+    pub fn figures_at(&self, rules: &Rules, days: &Days) -> Figures {
         let Some(year) = self.current_year else {
             return Figures::default();
         };
         let mut f = Figures::default();
-        let (lo, hi) = self.attendance_range(year, rules);
-        for r in &self.attendance[lo..hi] {
-            if r.status != AttendanceStatus::Retracted {
-                f.days_enrolled += 1;
-                f.days_absent += u32::from(r.status.is_absence());
-            }
-        }
-        f.streak = self.streak(year, rules);
+        (f.days_enrolled, f.days_absent, f.streak) = self.attendance_figures(year, rules, days);
         (f.referrals, f.suspensions) = self.referral_figures(year, rules);
         (f.core_f, f.core_d_or_f) = self.grade_figures(year, rules);
         f
+    }
+
+    /// `(days_enrolled, days_absent, streak)` in `year`.
+    fn attendance_figures(&self, year: SchoolYear, rules: &Rules, days: &Days) -> (u32, u32, u32) {
+        let (lo, hi) = self.attendance_range(year, rules);
+        let records = &self.attendance[lo..hi];
+        let live = records.iter().filter(|r| r.status != AttendanceStatus::Retracted);
+        let days_absent = live.clone().filter(|r| r.status.is_absence()).count() as u32;
+        if !self.has_enrollment() {
+            return (live.count() as u32, days_absent, self.streak(year, rules));
+        }
+        let expected = self.expected_days(year, rules, days);
+        // Walk back over the expected days: a day without a record is present.
+        let streak = (expected.iter().rev())
+            .take_while(|d| {
+                let at = records.binary_search_by(|r| r.date.cmp(d));
+                at.is_ok_and(|i| records[i].status.is_absence())
+            })
+            .count() as u32;
+        (expected.len() as u32, days_absent, streak)
+    }
+
+    /// The expected days of `year`, sorted: each enrollment's school days within it up to the
+    /// as-of day, and every date with a live attendance record.
+    fn expected_days(&self, year: SchoolYear, rules: &Rules, days: &Days) -> Vec<Date> {
+        let (lo, hi) = self.attendance_range(year, rules);
+        let mut expected: Vec<Date> = self.attendance[lo..hi]
+            .iter()
+            .filter(|r| r.status != AttendanceStatus::Retracted)
+            .map(|r| r.date)
+            .collect();
+        if let (Some(calendars), Some(as_of)) = (days.calendars, days.closed_through) {
+            let (year_first, year_last) = rules.school_year_span(year);
+            for e in self.enrollments.iter().filter(|e| !e.retracted) {
+                let first = e.date.max(year_first);
+                let last = e.exit_date.unwrap_or(year_last).min(year_last).min(as_of);
+                if first <= last {
+                    expected.extend(calendars.school_days(&e.school_id, first, last));
+                }
+            }
+            expected.sort_unstable();
+            expected.dedup();
+        }
+        expected
     }
 
     /// Brings the cached figures up to date after `event` replaced `replaced` in `year` (the
@@ -267,7 +458,19 @@ impl StudentState {
         replaced: Option<Replaced>,
         year: SchoolYear,
         rules: &Rules,
+        days: &Days,
     ) {
+        let own =
+            matches!(event.body, EventBody::Enrolled { .. } | EventBody::AttendanceRecorded { .. });
+        if self.has_enrollment() || matches!(event.body, EventBody::Enrolled { .. }) {
+            // Expected days: counted again, at today's as-of day (days may have passed since the
+            // student's last event; an enrollment can reach into this year from another).
+            let (d, a, s) = self.attendance_figures(year, rules, days);
+            (self.figures.days_enrolled, self.figures.days_absent, self.figures.streak) = (d, a, s);
+            if own {
+                return;
+            }
+        }
         let touches_year = rules.school_year_of(event.date) == year
             || replaced.is_some_and(|r| rules.school_year_of(r.date) == year);
         if !touches_year {
@@ -295,7 +498,9 @@ impl StudentState {
                 let (core_f, core_d_or_f) = self.grade_figures(year, rules);
                 (self.figures.core_f, self.figures.core_d_or_f) = (core_f, core_d_or_f);
             }
-            EventBody::AdvocateAssigned { .. } => {}
+            EventBody::AdvocateAssigned { .. }
+            | EventBody::Enrolled { .. }
+            | EventBody::CalendarDay { .. } => {}
         }
     }
 
@@ -395,11 +600,13 @@ impl StudentState {
     /// Forgets what changed, keeping the memory for the next event (for holders of states that
     /// store nothing: otherwise the list of changed dates grows with the history).
     pub fn forget_changes(&mut self) {
-        let Changes { head, assignment, referrals, grades, others, attendance } = &mut self.changes;
+        let Changes { head, assignment, referrals, grades, enrollments, others, attendance } =
+            &mut self.changes;
         *head = false;
         *assignment = false;
         *referrals = false;
         *grades = false;
+        *enrollments = false;
         *others = false;
         attendance.clear();
     }
@@ -428,6 +635,7 @@ impl StudentState {
         referrals: Vec<ReferralRecord>,
         grades: Vec<GradeRecord>,
         attendance: Vec<AttendanceRecord>,
+        enrollments: Vec<EnrollmentRecord>,
         others: Vec<u64>,
     ) -> StudentState {
         let winners = attendance
@@ -435,7 +643,8 @@ impl StudentState {
             .map(|r| &r.version)
             .chain(referrals.iter().map(|r| &r.version))
             .chain(grades.iter().map(|r| &r.version))
-            .chain(assignment.iter().map(|r| &r.version));
+            .chain(assignment.iter().map(|r| &r.version))
+            .chain(enrollments.iter().map(|r| &r.version));
         let mut seen: Vec<u64> = winners.map(|v| xxh3_64(v.event_id.as_bytes())).collect();
         seen.extend_from_slice(&others);
         seen.sort_unstable();
@@ -446,6 +655,7 @@ impl StudentState {
             referrals,
             grades,
             assignment: assignment.map(Box::new),
+            enrollments,
             current_year: head.current_year,
             figures: head.figures,
             raised: head.raised,
@@ -468,6 +678,7 @@ impl StudentState {
             + self.attendance.capacity() * size_of::<AttendanceRecord>()
             + self.referrals.capacity() * (size_of::<ReferralRecord>() + 16)
             + self.grades.capacity() * (size_of::<GradeRecord>() + 32)
+            + self.enrollments.capacity() * (size_of::<EnrollmentRecord>() + 16)
             + self.raises.capacity() * size_of::<(SchoolYear, [u32; 5])>()
     }
 
@@ -529,6 +740,20 @@ impl StudentState {
                 self.changes.assignment = true;
                 done
             }
+            EventBody::Enrolled { exit_date, retracted } => {
+                let rec = EnrollmentRecord {
+                    school_id: (*e.school_id).into(),
+                    date: e.date,
+                    exit_date: *exit_date,
+                    retracted: *retracted,
+                    version,
+                };
+                let done = upsert_sorted(&mut self.enrollments, rec)?;
+                self.changes.enrollments = true;
+                done
+            }
+            // The schools' table, not a student's record: nothing of the student changes.
+            EventBody::CalendarDay { .. } => return None,
         };
         if let Some(id) = old_id {
             insert_sorted(&mut self.others, id);
@@ -546,6 +771,7 @@ impl StudentState {
             self.referrals.iter().filter(|r| !r.retracted).map(|r| r.date).max(),
             self.grades.iter().filter(|g| !g.retracted).map(|g| g.date).max(),
             self.assignment.as_ref().map(|a| a.date),
+            self.enrollments.iter().filter(|e| !e.retracted).map(|e| e.date).max(),
         ]
         .into_iter()
         .flatten()
@@ -554,7 +780,7 @@ impl StudentState {
 
     /// Runs the five rules in table order over the cached figures; each sees the flags above it
     /// already updated. Evidence is built only for a change.
-    fn evaluate(&mut self, rules: &Rules, event: &Event, out: &mut Vec<FlagChange>) {
+    fn evaluate(&mut self, rules: &Rules, cause: &Cause, out: &mut Vec<FlagChange>) {
         let f = self.figures;
         for &flag in Flag::ALL {
             let (raise, clear) = match flag {
@@ -591,11 +817,11 @@ impl StudentState {
             match (self.is_raised(flag), raise, clear, self.current_year) {
                 (false, true, _, Some(year)) => {
                     let evidence = self.evidence(flag);
-                    out.push(self.raise(flag, year, event, evidence));
+                    out.push(self.raise(flag, year, cause, evidence));
                 }
                 (true, _, true, _) => {
                     let evidence = self.evidence(flag);
-                    out.push(self.clear(flag, event, Some(evidence)));
+                    out.push(self.clear(flag, cause, Some(evidence)));
                 }
                 _ => {}
             }
@@ -628,7 +854,7 @@ impl StudentState {
         &mut self,
         flag: Flag,
         year: SchoolYear,
-        event: &Event,
+        cause: &Cause,
         evidence: Evidence,
     ) -> FlagChange {
         let counts = match self.raises.iter_mut().position(|(y, _)| *y == year) {
@@ -641,12 +867,12 @@ impl StudentState {
         counts[flag.index()] += 1;
         let raised = RaisedFlag { school_year: year, n: counts[flag.index()] };
         self.raised[flag.index()] = Some(raised);
-        change(Change::Raised, flag, raised, event, Some(evidence))
+        change(Change::Raised, flag, raised, cause, Some(evidence))
     }
 
-    fn clear(&mut self, flag: Flag, event: &Event, evidence: Option<Evidence>) -> FlagChange {
+    fn clear(&mut self, flag: Flag, cause: &Cause, evidence: Option<Evidence>) -> FlagChange {
         let raised = self.raised[flag.index()].take().expect("only raised flags are cleared");
-        change(Change::Cleared, flag, raised, event, evidence)
+        change(Change::Cleared, flag, raised, cause, evidence)
     }
 }
 
@@ -690,7 +916,7 @@ fn change(
     change: Change,
     flag: Flag,
     raised: RaisedFlag,
-    event: &Event,
+    cause: &Cause,
     evidence: Option<Evidence>,
 ) -> FlagChange {
     FlagChange {
@@ -698,10 +924,10 @@ fn change(
         flag,
         school_year: raised.school_year,
         n: raised.n,
-        student_id: event.student_id.to_string(),
-        school_id: event.school_id.to_string(),
-        as_of: event.date,
-        caused_by: event.event_id.to_string(),
+        student_id: cause.student_id.to_owned(),
+        school_id: cause.school_id.to_owned(),
+        as_of: cause.date,
+        caused_by: cause.id.to_owned(),
         evidence,
     }
 }
@@ -731,6 +957,19 @@ impl Keyed for AttendanceRecord {
             live: self.status != AttendanceStatus::Retracted,
             absence: self.status.is_absence(),
         }
+    }
+}
+
+impl Keyed for EnrollmentRecord {
+    type Key<'a> = (&'a str, Date);
+    fn key(&self) -> (&str, Date) {
+        (&self.school_id, self.date)
+    }
+    fn version(&self) -> &Version {
+        &self.version
+    }
+    fn replaced(&self) -> Replaced {
+        Replaced { date: self.date, live: !self.retracted, absence: false }
     }
 }
 

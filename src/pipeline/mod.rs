@@ -32,7 +32,8 @@ pub fn tables() -> Vec<(u8, &'static str)> {
     [&crate::store::PREFIXES[..], &crate::notify::tables::PREFIXES, &pipeline].concat()
 }
 
-/// `[topics]`: the four inputs (co-partitioned, keyed by `student_id`) and the two outputs.
+/// `[topics]`: the five student inputs (co-partitioned, keyed by `student_id`), the calendar
+/// (keyed by `school_id`, read whole by every instance) and the two outputs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Topics {
@@ -40,6 +41,8 @@ pub struct Topics {
     pub discipline: String,
     pub grades: String,
     pub assignments: String,
+    pub enrollment: String,
+    pub calendar: String,
     pub flags: String,
     pub dead_letter: String,
 }
@@ -51,6 +54,8 @@ impl Default for Topics {
             discipline: "sis.discipline".into(),
             grades: "sis.grades".into(),
             assignments: "roster.assignments".into(),
+            enrollment: "sis.enrollment".into(),
+            calendar: "sis.calendar".into(),
             flags: "ontrack.flags".into(),
             dead_letter: "ontrack.dead-letter".into(),
         }
@@ -58,9 +63,22 @@ impl Default for Topics {
 }
 
 impl Topics {
-    /// The four inputs, in the contract table's order.
-    pub fn inputs(&self) -> [&str; 4] {
-        [&self.attendance, &self.discipline, &self.grades, &self.assignments]
+    /// The five co-partitioned inputs a consumer group shares out, in the contract table's
+    /// order.
+    pub fn inputs(&self) -> [&str; 5] {
+        [&self.attendance, &self.discipline, &self.grades, &self.assignments, &self.enrollment]
+    }
+
+    /// Every input, the calendar last, in the contract table's order (which breaks ties of time
+    /// across topics).
+    pub fn all_inputs(&self) -> [&str; 6] {
+        let [a, d, g, r, e] = self.inputs();
+        [a, d, g, r, e, &self.calendar]
+    }
+
+    /// The place of `topic` in [`Topics::all_inputs`] (`usize::MAX`: not an input).
+    pub fn order_of(&self, topic: &str) -> usize {
+        self.all_inputs().iter().position(|t| *t == topic).unwrap_or(usize::MAX)
     }
 
     /// The two outputs.
@@ -75,6 +93,8 @@ impl Topics {
             EventKind::Discipline => &self.discipline,
             EventKind::Grade => &self.grades,
             EventKind::Assignment => &self.assignments,
+            EventKind::Enrollment => &self.enrollment,
+            EventKind::Calendar => &self.calendar,
         }
     }
 }

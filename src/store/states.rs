@@ -6,7 +6,8 @@
 //!   the latest month with any. Nearly every event changes both, so most batches write one value
 //!   per student;
 //! - `m` + month (u32, BE, [`month_of`]) an earlier month's attendance records;
-//! - `a` assignment, `r` referrals, `g` grades, `o` the ids of applied events no record carries.
+//! - `a` assignment, `r` referrals, `g` grades, `e` enrollments, `o` the ids of applied events
+//!   no record carries.
 //!
 //! Attendance is stored compactly (day, status, `recorded_at` relative to the day, event id).
 //! Keyed by the student alone, so a student's events fold into one state even when a producer did
@@ -92,6 +93,7 @@ impl Store {
         let prefix = state_prefix(student_id);
         let (mut current, mut assignment, mut others) = (None, None, Vec::new());
         let (mut referrals, mut grades, mut attendance) = (Vec::new(), Vec::new(), Vec::new());
+        let mut enrollments = Vec::new();
         let mut found = false;
         for item in self.tree.prefix(&prefix) {
             let (key, value) = item.into_inner()?;
@@ -101,6 +103,7 @@ impl Store {
                 Some(b'a') => assignment = part(&key, &value)?,
                 Some(b'r') => referrals = part(&key, &value)?,
                 Some(b'g') => grades = part(&key, &value)?,
+                Some(b'e') => enrollments = part(&key, &value)?,
                 Some(b'o') => others = part(&key, &value)?,
                 Some(b'm') => {
                     let month: [u8; 4] = key
@@ -123,8 +126,15 @@ impl Store {
         if let Some(month) = month {
             expand_month(&prefix, month, compact, &mut attendance)?;
         }
-        let state =
-            StudentState::from_parts(head, assignment, referrals, grades, attendance, others);
+        let state = StudentState::from_parts(
+            head,
+            assignment,
+            referrals,
+            grades,
+            attendance,
+            enrollments,
+            others,
+        );
         Ok(Some(Stored { state, head_month: month }))
     }
 
@@ -166,6 +176,7 @@ pub fn write(
         changes.assignment |= assignment.is_some();
         changes.referrals |= !referrals.is_empty();
         changes.grades |= !grades.is_empty();
+        changes.enrollments |= !state.enrollments().is_empty();
         changes.others |= !state.other_ids().is_empty();
         changes.attendance = attendance.iter().map(|r| r.date).collect();
     }
@@ -197,6 +208,9 @@ pub fn write(
     }
     if changes.referrals {
         batch.insert(part_key(&prefix, b'r'), encode(&referrals));
+    }
+    if changes.enrollments {
+        batch.insert(part_key(&prefix, b'e'), encode(&state.enrollments()));
     }
     if changes.grades {
         batch.insert(part_key(&prefix, b'g'), encode(&grades));
