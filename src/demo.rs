@@ -40,8 +40,7 @@ pub fn run(spec: DistrictSpec, out: &mut impl Write) -> anyhow::Result<()> {
     // Any free port: the demo must not collide with a running service.
     config.admin.addr = "127.0.0.1:0".into();
     let t = config.topics.clone();
-    for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments, &t.flags, &t.dead_letter]
-    {
+    for topic in t.inputs().into_iter().chain([t.calendar.as_str(), &t.flags, &t.dead_letter]) {
         cluster.create_topic(topic, PARTITIONS, 1).context("cannot create the demo topics")?;
     }
     writeln!(
@@ -231,11 +230,11 @@ fn input_ends(config: &Config) -> anyhow::Result<Vec<(String, i32, i64)>> {
         ClientConfig::new().set("bootstrap.servers", &config.kafka.brokers).create()?;
     let t = config.topics.clone();
     let mut ends = Vec::new();
-    for topic in [&t.attendance, &t.discipline, &t.grades, &t.assignments] {
+    for topic in t.all_inputs() {
         for p in 0..PARTITIONS {
             let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
             if high > 0 {
-                ends.push((topic.clone(), p, high));
+                ends.push((topic.to_owned(), p, high));
             }
         }
     }

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::clock::Clock;
 use crate::config::{BatchConfig, Config};
 use crate::core::Rules;
 use crate::http::AdminServer;
-use crate::kafka::consumer::{self, Context, Rebalance};
+use crate::kafka::consumer::{self, Context, GlobalContext, Rebalance};
+use crate::kafka::merge::{Merge, Next};
 use crate::kafka::publisher::Publisher;
 use crate::notify::Notifications;
 use crate::pipeline::{InputMessage, Pipeline};
@@ -33,6 +35,14 @@ const ACK_POLL: Duration = Duration::from_millis(5);
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the last acknowledgements (the whole shutdown stays under 10 s).
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
+/// How long the time order across topics waits for a partition that is behind before it goes
+/// on without it (Kafka Streams' `max.task.idle.ms`): longer than a fetch takes, short enough
+/// that a broker away does not stop the others.
+const MAX_IDLE: Duration = Duration::from_secs(2);
+/// How long a watermark query may take.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
+/// While messages wait in the time order, the loop polls at least this often.
+const MERGE_POLL: Duration = Duration::from_millis(5);
 
 /// Runs until `shutdown` is triggered (SIGTERM/SIGINT), then persists, publishes and returns.
 pub fn run(config: &Config, rules: Rules, shutdown: &Shutdown) -> anyhow::Result<()> {
@@ -46,7 +56,7 @@ pub fn run_with_clock(
     shutdown: &Shutdown,
     clock: Clock,
 ) -> anyhow::Result<()> {
-    let telemetry = Arc::new(Telemetry::for_inputs(&config.topics.inputs()));
+    let telemetry = Arc::new(Telemetry::for_inputs(&config.topics.all_inputs()));
     // The admin server stops once the loop has persisted its last batch and delivery stopped.
     let background = Shutdown::new();
     // Up first, so that /healthz answers while Kafka is still being reached.
@@ -73,7 +83,8 @@ fn serve(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let t = &config.topics;
-    let partitions = crate::kafka::admin::ensure_topics(&config.kafka, &t.inputs(), &t.outputs())?;
+    let others = [t.calendar.as_str(), &t.flags, &t.dead_letter];
+    let partitions = crate::kafka::admin::ensure_topics(&config.kafka, &t.inputs(), &others)?;
     let store = Store::open_with(&config.data_dir, &config.store).with_context(|| {
         format!("data_dir {}: cannot open the store", config.data_dir.display())
     })?;
@@ -102,6 +113,9 @@ fn serve(
         clock,
         wake: notifications.as_ref().map(|n| n.wake.clone()),
         inflight: Mutex::new(Inflight::default()),
+        merge: Mutex::new(Merge::new(t.all_inputs().map(str::to_owned).to_vec(), MAX_IDLE).held()),
+        group_topics: t.inputs().map(str::to_owned).to_vec(),
+        calendar_topic: t.calendar.clone(),
     };
     let consumer: BaseConsumer<Context<Worker>> = consumer::consumer_config(&config.kafka)
         .create_with_context(Context::new(telemetry.clone(), worker))
@@ -112,6 +126,11 @@ fn serve(
     let context = consumer.context();
     let worker = context.hook();
     let store = worker.pipeline.store();
+    let calendar = calendar_consumer(config, worker)?;
+    let watermarks = crate::kafka::client_config(&config.kafka, "watermarks");
+    let watermarks: BaseConsumer = crate::kafka::with_overrides(watermarks, &config.kafka)
+        .create()
+        .context("kafka: cannot create the watermark client")?;
     // Whatever a previous run committed but did not get acknowledged goes out first.
     worker.publisher.publish(store, ACK_WAIT)?;
     telemetry.state_loaded();
@@ -126,7 +145,7 @@ fn serve(
             anyhow::bail!(fatal);
         }
         match consumer.poll(worker.poll_timeout()) {
-            Some(Ok(message)) => worker.push(message.detach()),
+            Some(Ok(message)) => worker.take(message.detach()),
             Some(Err(e)) => {
                 // librdkafka reconnects by itself with its own backoff (reconnect.backoff.ms,
                 // 100 ms growing to 5 s) and reports each failed attempt here. Sleeping long on
@@ -136,6 +155,19 @@ fn serve(
             }
             None => {}
         }
+        // The calendar, read whole by every instance, merges into the same time order.
+        while let Some(polled) = calendar.poll(Duration::ZERO) {
+            match polled {
+                Ok(message) => worker.take(message.detach()),
+                Err(e) => {
+                    errors.report(&e);
+                    break;
+                }
+            }
+        }
+        let highs = context.take_watermarks().into_iter();
+        worker.raise_highs(highs.chain(calendar.context().take_watermarks()));
+        worker.release(&watermarks);
         if worker.due() {
             consumer::commit(&consumer, &worker.flush()?);
         } else if worker.publisher.in_flight() > 0 {
@@ -155,6 +187,34 @@ fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The consumer of the whole calendar topic: every partition, from the offsets the store has
+/// (its beginning without), outside the consumer group.
+fn calendar_consumer(
+    config: &Config,
+    worker: &Worker,
+) -> anyhow::Result<BaseConsumer<GlobalContext>> {
+    let topic = &config.topics.calendar;
+    let consumer: BaseConsumer<GlobalContext> = consumer::global_consumer_config(&config.kafka)
+        .create_with_context(GlobalContext::default())
+        .context("kafka: cannot create the calendar consumer")?;
+    let count = crate::kafka::admin::partition_counts(&config.kafka, &[topic])?;
+    let count = i32::try_from(count.first().copied().unwrap_or(0)).unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    let mut merge = worker.merge();
+    for partition in 0..count {
+        let next = worker.pipeline.store().next_offset(topic, partition)?;
+        let offset = next.map_or(Offset::Beginning, Offset::Offset);
+        tpl.add_partition_offset(topic, partition, offset)
+            .context("kafka: cannot position the calendar consumer")?;
+        merge.assign(topic, partition, next);
+    }
+    if count > 0 {
+        consumer.assign(&tpl).context("kafka: cannot read the calendar topic")?;
+    }
+    tracing::info!(topic = %topic, partitions = count, "reading the whole calendar topic");
+    Ok(consumer)
 }
 
 /// Queue depths, the oldest waiting notification and the store's size, for /metrics.
@@ -193,6 +253,11 @@ struct Worker {
     /// Wakes the notification delivery task after a batch queued notifications.
     wake: Option<Arc<tokio::sync::Notify>>,
     inflight: Mutex<Inflight>,
+    /// Messages read, waiting for their turn in time order.
+    merge: Mutex<Merge>,
+    /// The inputs the consumer group shares out.
+    group_topics: Vec<String>,
+    calendar_topic: String,
 }
 
 impl Worker {
@@ -200,10 +265,65 @@ impl Worker {
         self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn merge(&self) -> std::sync::MutexGuard<'_, Merge> {
+        self.merge.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A message read: it waits for its turn in time order.
+    fn take(&self, message: OwnedMessage) {
+        if !self.merge().push(message) {
+            tracing::debug!(
+                "a message of a partition no longer assigned was dropped (read again from the stored offset)"
+            );
+        }
+    }
+
+    fn raise_highs(&self, highs: impl Iterator<Item = (String, i32, i64)>) {
+        let mut merge = self.merge();
+        for (topic, partition, high) in highs {
+            merge.raise_high(&topic, partition, high);
+        }
+    }
+
+    /// Moves the messages whose turn has come into the batch, up to a full batch; asks the
+    /// watermarks the time order needs (through `watermarks`, a client of its own: a consumer's
+    /// own queries wait behind its fetches).
+    fn release(&self, watermarks: &BaseConsumer) {
+        let mut merge = self.merge();
+        while self.inflight().messages.len() < self.batch.max_events {
+            match merge.next(Instant::now()) {
+                Next::Ready(message) => self.push(*message),
+                Next::AskWatermarks(partitions) => {
+                    for (topic, partition) in partitions {
+                        let asked =
+                            watermarks.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT);
+                        match asked {
+                            Ok((low, high)) => merge.set_watermarks(&topic, partition, low, high),
+                            Err(e) => {
+                                tracing::debug!(error = %e, %topic, partition, "kafka: watermark query failed")
+                            }
+                        }
+                    }
+                }
+                Next::Wait => {
+                    tracing::trace!(buffered = merge.buffered(), "time order: waiting");
+                    break;
+                }
+                Next::Empty => break,
+            }
+        }
+    }
+
     fn push(&self, message: OwnedMessage) {
         let mut inflight = self.inflight();
         inflight.since.get_or_insert_with(Instant::now);
         inflight.messages.push(message);
+    }
+
+    /// The group's partitions go: what they buffered is read again from the stored offsets.
+    fn drop_group_buffers(&self) {
+        let topics: Vec<&str> = self.group_topics.iter().map(String::as_str).collect();
+        self.merge().revoke(&topics);
     }
 
     fn max_wait(&self) -> Duration {
@@ -218,6 +338,7 @@ impl Worker {
             Some(since) => wait.saturating_sub(since.elapsed()),
             None => wait.max(Duration::from_millis(100)),
         };
+        let timeout = if self.merge().buffered() > 0 { timeout.min(MERGE_POLL) } else { timeout };
         if self.publisher.in_flight() > 0 { timeout.min(ACK_POLL) } else { timeout }
     }
 
@@ -260,18 +381,34 @@ impl Worker {
 
 impl Rebalance for Worker {
     fn resume_at(&self, topic: &str, partition: i32) -> Result<Option<i64>, String> {
-        self.pipeline.store().next_offset(topic, partition).map_err(|e| e.to_string())
+        let next =
+            self.pipeline.store().next_offset(topic, partition).map_err(|e| e.to_string())?;
+        self.merge().assign(topic, partition, next);
+        Ok(next)
+    }
+
+    fn assigned(&self, partitions: &[(String, i32)]) {
+        self.pipeline.set_owned(Some(partitions.iter().map(|(_, p)| *p).collect()));
+        // The calendar waits for the group's partitions: its records take their turn in time.
+        self.merge().hold(false);
     }
 
     fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String> {
         let flushed = self.flush().map_err(|e| format!("{e:#}"));
+        self.drop_group_buffers();
+        self.merge().hold(true);
+        self.pipeline.set_owned(Some(Default::default()));
         // Another instance may change these students' states before they come back.
         self.pipeline.forget_cached();
         flushed
     }
 
     fn lost(&self) {
-        self.inflight().messages.clear();
+        // The calendar is not the group's: its messages stay.
+        self.inflight().messages.retain(|m| m.topic() == self.calendar_topic);
+        self.drop_group_buffers();
+        self.merge().hold(true);
+        self.pipeline.set_owned(Some(Default::default()));
     }
 }
 

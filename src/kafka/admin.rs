@@ -38,7 +38,8 @@ fn client<T: FromClientConfig>(kafka: &KafkaConfig) -> Result<T, TopicsError> {
 }
 
 /// Partition counts of `topics` (0 for a missing topic).
-fn partition_counts(kafka: &KafkaConfig, topics: &[&str]) -> Result<Vec<usize>, TopicsError> {
+/// Each topic's partition count (0: the topic does not exist).
+pub fn partition_counts(kafka: &KafkaConfig, topics: &[&str]) -> Result<Vec<usize>, TopicsError> {
     let consumer: BaseConsumer = client(kafka)?;
     let metadata =
         consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(unreachable(kafka))?;
@@ -54,8 +55,8 @@ fn partition_counts(kafka: &KafkaConfig, topics: &[&str]) -> Result<Vec<usize>, 
         .collect())
 }
 
-/// Makes sure the input and output topics exist and the inputs share one partition count;
-/// returns it.
+/// Makes sure the co-partitioned inputs and the other topics (the calendar, the outputs) exist
+/// and the inputs share one partition count; returns it.
 pub fn ensure_topics(
     kafka: &KafkaConfig,
     inputs: &[&str],

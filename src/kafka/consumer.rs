@@ -26,11 +26,25 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         // Range gives partition i of every input topic to the same member: co-partitioning.
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", kafka.session_timeout_ms.to_string())
-        // Consumer lag per partition for /metrics and /readyz.
-        .set("statistics.interval.ms", "5000");
+        // Consumer lag per partition for /metrics and /readyz, and the high watermarks the
+        // time order across topics waits on.
+        .set("statistics.interval.ms", "1000");
     if !kafka.group_instance_id.is_empty() {
         c.set("group.instance.id", &kafka.group_instance_id);
     }
+    super::with_overrides(c, kafka)
+}
+
+/// The settings of the consumer that reads the whole calendar topic (assigned every partition,
+/// outside the group: every instance reads all of it), offsets stored by ontrack.
+pub fn global_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = super::client_config(kafka, "calendar");
+    // librdkafka wants a group for assign(); this consumer never joins it nor commits.
+    c.set("group.id", format!("{}.calendar", kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "1000");
     super::with_overrides(c, kafka)
 }
 
@@ -41,6 +55,8 @@ pub trait Rebalance: Send + Sync {
     /// Partitions are about to go: persist everything read from them. Returns the next offset of
     /// each partition read, to commit to Kafka (for lag monitoring).
     fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String>;
+    /// The partitions just assigned (after [`Rebalance::resume_at`] for each).
+    fn assigned(&self, partitions: &[(String, i32)]);
     /// The assignment was dropped after a rebalance error: forget what was read and not
     /// persisted (it is read again from the stored offsets).
     fn lost(&self);
@@ -52,6 +68,8 @@ pub struct Context<R> {
     hook: R,
     /// An error inside a callback, for the loop to stop with.
     fatal: Mutex<Option<String>>,
+    /// `(topic, partition, high watermark)` from the latest statistics, not taken yet.
+    watermarks: Mutex<Vec<(String, i32, i64)>>,
 }
 
 impl<R> std::fmt::Debug for Context<R> {
@@ -62,7 +80,12 @@ impl<R> std::fmt::Debug for Context<R> {
 
 impl<R: Rebalance> Context<R> {
     pub fn new(telemetry: Arc<Telemetry>, hook: R) -> Context<R> {
-        Context { telemetry, hook, fatal: Mutex::new(None) }
+        Context { telemetry, hook, fatal: Mutex::new(None), watermarks: Mutex::default() }
+    }
+
+    /// The high watermarks the statistics reported since the last call.
+    pub fn take_watermarks(&self) -> Vec<(String, i32, i64)> {
+        std::mem::take(&mut *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub fn hook(&self) -> &R {
@@ -99,7 +122,11 @@ impl<R: Rebalance> Context<R> {
         self.telemetry.partitions_assigned(&resume);
         consumer
             .assign(&assignment)
-            .map_err(|err| format!("kafka: cannot take the assigned partitions: {err}"))
+            .map_err(|err| format!("kafka: cannot take the assigned partitions: {err}"))?;
+        let partitions: Vec<(String, i32)> =
+            tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        self.hook.assigned(&partitions);
+        Ok(())
     }
 }
 
@@ -107,15 +134,22 @@ impl<R: Rebalance> ClientContext for Context<R> {
     /// librdkafka's statistics (every 5 s): the consumer lag of each assigned partition.
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut lags = Vec::new();
+        let mut highs = Vec::new();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1: the internal "unassigned" partition; a negative lag: not known yet.
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     lags.push((topic.clone(), *partition, p.consumer_lag));
                 }
+                // What a read_committed consumer can reach: the last stable offset.
+                let high = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                if *partition >= 0 && high >= 0 {
+                    highs.push((topic.clone(), *partition, high));
+                }
             }
         }
         self.telemetry.lag(&lags);
+        *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner) = highs;
     }
 }
 
@@ -169,3 +203,34 @@ pub fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, offsets: &[(String
         tracing::debug!(error = %e, "kafka offset commit failed (the store has the offsets)");
     }
 }
+
+/// The calendar consumer's context: only the high watermarks its statistics report (its lag is
+/// not the group's, which the metrics show).
+#[derive(Debug, Default)]
+pub struct GlobalContext {
+    watermarks: Mutex<Vec<(String, i32, i64)>>,
+}
+
+impl GlobalContext {
+    /// The high watermarks the statistics reported since the last call.
+    pub fn take_watermarks(&self) -> Vec<(String, i32, i64)> {
+        std::mem::take(&mut *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl ClientContext for GlobalContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut highs = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                let high = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                if *partition >= 0 && high >= 0 {
+                    highs.push((topic.clone(), *partition, high));
+                }
+            }
+        }
+        *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner) = highs;
+    }
+}
+
+impl ConsumerContext for GlobalContext {}

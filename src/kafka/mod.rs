@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod consumer;
+pub mod merge;
 pub mod publisher;
 
 use std::time::Duration;

@@ -166,6 +166,41 @@ impl Planner {
         (contact.is_some() || alert.is_some()).then_some(Facts { contact, alert })
     }
 
+    /// Step 1 for flag changes no event of the student caused: a school day passed, or a
+    /// calendar changed (`date`: the day; `recorded_at_s`: when the record that made it so was
+    /// recorded). Only flag alerts: no absence was recorded.
+    pub fn facts_of_day(
+        &self,
+        student_id: &str,
+        state: &StudentState,
+        changes: &[FlagChange],
+        date: Date,
+        recorded_at_s: i64,
+        now: &Now,
+    ) -> Option<Facts> {
+        let advocate_id = match state.assignment() {
+            Some(a) => a.advocate_id.as_deref(),
+            None => self.advocate_of.get(student_id).map(String::as_str),
+        }?;
+        if changes.is_empty() || !self.is_recent(date, recorded_at_s, now.utc_today, now.at, 1) {
+            return None;
+        }
+        let flags = (changes.iter())
+            .filter(|c| c.evidence.is_some() || c.change == Change::Raised)
+            .map(|c| (c.change, c.flag, c.flag_id(), c.as_of))
+            .collect();
+        let alert = AlertFacts {
+            student_id: student_id.to_owned(),
+            advocate_id: advocate_id.to_owned(),
+            kind: EventKind::Other,
+            date,
+            recorded_at_s,
+            absent_near: [false; 3],
+            flags,
+        };
+        Some(Facts { contact: None, alert: Some(alert) })
+    }
+
     fn alert_facts(
         &self,
         event: &Event,

@@ -30,6 +30,10 @@ pub(super) struct Touched {
     /// Taken out of the cache (else read from the store, or new).
     pub cached: bool,
     pub stored: Stored,
+    /// The partition the student's events come through.
+    pub partition: i32,
+    /// Whether the state was watched (in `days::WATCHED`) when it was loaded.
+    pub watched: bool,
 }
 
 /// What a cached state costs: the state, its id and its slot in the table (with the table's

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use super::InputMessage;
 use super::Topics;
 use super::cache::{StateCache, Touched};
-use crate::core::{Event, Outcome, Rules, StudentState, decode};
+use super::days::WATCHED;
+use crate::core::{Days, Event, Outcome, Rules, StudentState, decode};
 use crate::store::{Batch, Store, StoreError, states};
 use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC};
 
@@ -51,14 +52,11 @@ impl<'p> Fold<'p> {
         Ok(event)
     }
 
-    /// Applies `event` (which came through `partition`) to its student's state.
-    pub fn apply(
-        &mut self,
-        event: &Event<'_>,
-        partition: i32,
-    ) -> Result<(&StudentState, Outcome), StoreError> {
-        let state = match self.states.entry(event.student_id.to_string()) {
-            std::collections::hash_map::Entry::Occupied(e) => &mut e.into_mut().stored.state,
+    /// The state of `student_id` (which came through `partition`): this batch's, the cache's,
+    /// the store's, or a new one.
+    pub fn state(&mut self, student_id: &str, partition: i32) -> Result<&mut Touched, StoreError> {
+        Ok(match self.states.entry(student_id.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let (stored, cached) = match self.cache.take(e.key()) {
                     Some(s) => {
@@ -69,17 +67,43 @@ impl<'p> Fold<'p> {
                 };
                 let new_in = if stored.is_some() { None } else { Some(partition) };
                 let stored = stored.unwrap_or_default();
-                &mut e.insert(Touched { new_in, cached, stored }).stored.state
+                let watched = stored.state.watch(self.rules);
+                e.insert(Touched { new_in, cached, stored, partition, watched })
             }
-        };
-        let outcome = state.apply(event, self.rules);
+        })
+    }
+
+    /// Applies `event` (which came through `partition`) to its student's state, its figures
+    /// counted against `days`.
+    pub fn apply(
+        &mut self,
+        event: &Event<'_>,
+        partition: i32,
+        days: &Days<'_>,
+    ) -> Result<(&StudentState, Outcome), StoreError> {
+        let rules = self.rules;
+        let state = &mut self.state(&event.student_id, partition)?.stored.state;
+        let outcome = state.apply_on(event, rules, days);
         Ok((state, outcome))
     }
 
-    /// Adds what changed in every touched state to `batch`.
+    /// Whether the batch's states say `id` is watched now (`None`: not touched by the batch).
+    pub fn watched_now(&self, id: &str) -> Option<bool> {
+        self.states.get(id).map(|t| t.stored.state.watch(self.rules))
+    }
+
+    /// Adds what changed in every touched state to `batch`, and keeps the watched index true.
     pub fn write(&mut self, batch: &mut Batch<'_>) {
         for (id, t) in &mut self.states {
             states::write(batch, id, &mut t.stored, t.new_in);
+            let watched = t.stored.state.watch(self.rules);
+            if watched != t.watched {
+                match watched {
+                    true => WATCHED.put(batch, &(t.partition, id), &()),
+                    false => WATCHED.remove(batch, &(t.partition, id)),
+                }
+                t.watched = watched;
+            }
         }
     }
 

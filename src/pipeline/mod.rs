@@ -10,13 +10,19 @@
 //! is tested without a broker.
 
 pub mod cache;
+pub mod days;
 mod fold;
 pub mod outputs;
 pub mod report;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::core::{EventKind, Outcome, Rules};
+use time::Date;
+
+use crate::core::{
+    CalendarOutcome, Cause, Days, Event, EventBody, EventKind, FlagChange, Outcome, Rules,
+};
 use crate::notify::plan::{Now, Planner, View};
 use crate::store::{OFFSETS, Store, StoreError};
 use crate::telemetry::Telemetry;
@@ -29,7 +35,8 @@ pub use report::BatchOutcome;
 /// keeps the prefixes distinct).
 pub fn tables() -> Vec<(u8, &'static str)> {
     let pipeline = [(outputs::RAISED.prefix(), outputs::RAISED.name)];
-    [&crate::store::PREFIXES[..], &crate::notify::tables::PREFIXES, &pipeline].concat()
+    [&crate::store::PREFIXES[..], &crate::notify::tables::PREFIXES, &pipeline, &days::PREFIXES]
+        .concat()
 }
 
 /// `[topics]`: the five student inputs (co-partitioned, keyed by `student_id`), the calendar
@@ -121,8 +128,13 @@ pub struct Pipeline {
     planner: Option<Arc<Planner>>,
     telemetry: Arc<Telemetry>,
     /// Decoded states of recently touched students, equal to the store's.
-    cache: std::sync::Mutex<cache::StateCache>,
+    cache: Mutex<cache::StateCache>,
     cache_bytes: usize,
+    /// The calendars and the day clock, equal to the store's (`None`: read at the next batch).
+    days: Mutex<Option<days::DayState>>,
+    /// The partitions this instance owns now, whose students passing days and calendar changes
+    /// re-evaluate (`None`: every partition in the store).
+    owned: Mutex<Option<BTreeSet<i32>>>,
 }
 
 impl Pipeline {
@@ -133,9 +145,16 @@ impl Pipeline {
             topics,
             planner: None,
             telemetry: Arc::default(),
-            cache: std::sync::Mutex::default(),
+            cache: Mutex::default(),
             cache_bytes: DEFAULT_CACHE_MIB << 20,
+            days: Mutex::default(),
+            owned: Mutex::default(),
         }
+    }
+
+    /// The partitions this instance owns from now on (the consumer group's assignment).
+    pub fn set_owned(&self, partitions: Option<BTreeSet<i32>>) {
+        *self.owned.lock().unwrap_or_else(PoisonError::into_inner) = partitions;
     }
 
     /// Keeps decoded states in up to about `mib` MiB of memory (0: none).
@@ -153,8 +172,7 @@ impl Pipeline {
     /// Drops every cached state: the store may change under them (partitions moved to another
     /// instance and back).
     pub fn forget_cached(&self) {
-        *self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            cache::StateCache::default();
+        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = cache::StateCache::default();
     }
 
     /// Counts into `telemetry` (a pipeline of its own counts into a private one).
@@ -185,45 +203,144 @@ impl Pipeline {
         batch: &[InputMessage<'_>],
         now: jiff::Timestamp,
     ) -> Result<BatchOutcome, StoreError> {
+        let mut days = self.days.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.process_with(batch, now, &mut days);
+        if result.is_err() {
+            // The calendars and clock in memory may be ahead of the store's: read them again.
+            *days = None;
+        }
+        result
+    }
+
+    fn process_with(
+        &self,
+        batch: &[InputMessage<'_>],
+        now: jiff::Timestamp,
+        days: &mut Option<days::DayState>,
+    ) -> Result<BatchOutcome, StoreError> {
         let started = std::time::Instant::now();
         let read = report::ReadRanges::of(batch);
         let span = tracing::info_span!("batch", messages = batch.len(), offsets = %read);
         let _in_batch = span.enter();
-        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let day_state = match days {
+            Some(d) => d,
+            None => days.insert(days::DayState::load(&self.store)?),
+        };
+        let clock_before = day_state.clock;
+        let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let mut fold = fold::Fold::new(&self.store, &self.rules, &self.topics, &mut cache);
-        let mut outputs = outputs::Outputs::new(&self.topics, now);
-        let mut report = report::Report::default();
-        let mut facts = Vec::new();
-        let today = Now::new(now);
+        let mut out = Out {
+            outputs: outputs::Outputs::new(&self.topics, now),
+            report: report::Report::default(),
+            facts: Vec::new(),
+            today: Now::new(now),
+        };
+        let mut calendar_writes = Vec::new();
+        let mut enrolled = Vec::new();
         for m in batch {
             let event = match fold.check(m) {
                 Ok(event) => event,
                 Err((label, reason)) => {
-                    report.rejected(m, label);
-                    outputs.dead_letter(m, &reason);
+                    out.report.rejected(m, label);
+                    out.outputs.dead_letter(m, &reason);
                     continue;
                 }
             };
-            let (state, outcome) = fold.apply(&event, m.partition)?;
+            let source_ms = m.timestamp_ms.unwrap_or(
+                event.recorded_at.secs * 1000 + i64::from(event.recorded_at.nanos / 1_000_000),
+            );
+            let calendar = matches!(event.body, EventBody::CalendarDay { .. });
+            if !calendar
+                && fold
+                    .state(&event.student_id, m.partition)?
+                    .stored
+                    .state
+                    .has_seen(&event.event_id)
+            {
+                out.report.duplicate(m.topic);
+                continue;
+            }
+            // The school days the event closes pass before it is applied.
+            if let Some((first, last)) = day_state.clock.observe(&event) {
+                let mut day = first;
+                while day <= last {
+                    self.pass_day(
+                        &mut fold,
+                        day_state,
+                        owned.as_ref(),
+                        day,
+                        &event,
+                        source_ms,
+                        &mut out,
+                    )?;
+                    let Some(next) = day.next_day() else { break };
+                    day = next;
+                }
+            }
+            if calendar {
+                match day_state.calendars.apply(&event) {
+                    CalendarOutcome::Duplicate => {
+                        out.report.duplicate(m.topic);
+                        continue;
+                    }
+                    CalendarOutcome::Lost => {}
+                    CalendarOutcome::Changed { was, now } => {
+                        if let Some(record) =
+                            day_state.calendars.record(&event.school_id, event.date)
+                        {
+                            calendar_writes.push((event.school_id.to_string(), record.clone()));
+                        }
+                        let passed =
+                            day_state.clock.closed_through().is_some_and(|c| event.date <= c);
+                        if was != now && passed {
+                            self.calendar_changed(
+                                &mut fold,
+                                day_state,
+                                owned.as_ref(),
+                                &enrolled,
+                                &event,
+                                source_ms,
+                                &mut out,
+                            )?;
+                        }
+                    }
+                }
+                out.report.applied(m.topic, std::iter::empty());
+                continue;
+            }
+            let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
+            let (state, outcome) = fold.apply(&event, m.partition, &days)?;
             let changes = match outcome {
                 Outcome::Duplicate => {
-                    report.duplicate(m.topic);
+                    out.report.duplicate(m.topic);
                     continue;
                 }
                 Outcome::Applied(changes) => changes,
             };
-            report.applied(m.topic, changes.iter().map(|c| (c.flag, c.change)));
-            let source_ms = m.timestamp_ms.unwrap_or(
-                event.recorded_at.secs * 1000 + i64::from(event.recorded_at.nanos / 1_000_000),
-            );
-            outputs.flags(&changes, source_ms);
+            out.report.applied(m.topic, changes.iter().map(|c| (c.flag, c.change)));
+            out.outputs.flags(&changes, source_ms);
             if let Some(planner) = &self.planner {
-                facts.extend(planner.facts(&event, state, &changes, &today));
+                out.facts.extend(planner.facts(&event, state, &changes, &out.today));
+            }
+            if let EventBody::Enrolled { .. } = event.body {
+                enrolled
+                    .push((m.partition, days::enrolled_key(&event.school_id, &event.student_id)));
             }
         }
 
+        let Out { outputs, mut report, facts, today } = out;
         let mut commit = self.store.batch();
         fold.write(&mut commit);
+        for (partition, key) in &enrolled {
+            days::ENROLLED.put(&mut commit, &(*partition, key), &());
+        }
+        for (school, record) in &calendar_writes {
+            days::write_calendar(&mut commit, school, record);
+        }
+        if day_state.clock != clock_before {
+            day_state.write_clock(&mut commit);
+        }
         for (topic, partition, next) in read.next_offsets() {
             OFFSETS.put(&mut commit, &(topic, partition), &next);
         }
@@ -243,6 +360,109 @@ impl Pipeline {
         fold.finish(self.cache_bytes);
         Ok(report.committed(&self.telemetry, batch.len(), &raised, reads, started.elapsed()))
     }
+
+    /// School day `day` has ended: every watched student of the owned partitions is counted
+    /// again, in (partition, student) order. `event` is the record that closed the day.
+    #[allow(clippy::too_many_arguments)]
+    fn pass_day(
+        &self,
+        fold: &mut fold::Fold<'_>,
+        day_state: &days::DayState,
+        owned: Option<&BTreeSet<i32>>,
+        day: Date,
+        event: &Event<'_>,
+        source_ms: i64,
+        out: &mut Out<'_>,
+    ) -> Result<(), StoreError> {
+        let mut students = days::watched(&self.store, owned)?;
+        // The batch's own states: watched now or not, whatever the store says.
+        students.retain(|(_, id)| fold.watched_now(id) != Some(false));
+        for (id, t) in &fold.states {
+            if t.stored.state.watch(&self.rules) && owned.is_none_or(|o| o.contains(&t.partition)) {
+                students.insert((t.partition, id.clone()));
+            }
+        }
+        for (partition, id) in students {
+            let touched = fold.state(&id, partition)?;
+            let state = &mut touched.stored.state;
+            let changes = state.pass_day(&id, day, &self.rules, &day_state.calendars);
+            self.emit(&id, state, &changes, day, event, source_ms, out);
+        }
+        Ok(())
+    }
+
+    /// A passed day of `event`'s school became a school day or stopped being one: every student
+    /// of the owned partitions ever enrolled there is counted again, in (partition, student)
+    /// order.
+    #[allow(clippy::too_many_arguments)]
+    fn calendar_changed(
+        &self,
+        fold: &mut fold::Fold<'_>,
+        day_state: &days::DayState,
+        owned: Option<&BTreeSet<i32>>,
+        enrolled_in_batch: &[(i32, String)],
+        event: &Event<'_>,
+        source_ms: i64,
+        out: &mut Out<'_>,
+    ) -> Result<(), StoreError> {
+        let mut students = days::enrolled_at(&self.store, owned, &event.school_id)?;
+        for (partition, key) in enrolled_in_batch {
+            if let Some((school, student)) = key.split_once('\0')
+                && school == &*event.school_id
+                && owned.is_none_or(|o| o.contains(partition))
+            {
+                students.insert((*partition, student.to_owned()));
+            }
+        }
+        let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
+        for (partition, id) in students {
+            let touched = fold.state(&id, partition)?;
+            let state = &mut touched.stored.state;
+            let cause = Cause { student_id: &id, ..Cause::of(event) };
+            let changes = state.refresh(&self.rules, &days, &cause);
+            self.emit(&id, state, &changes, event.date, event, source_ms, out);
+        }
+        Ok(())
+    }
+
+    /// Publishes flag changes no event of the student caused, and plans their alerts.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        student_id: &str,
+        state: &crate::core::StudentState,
+        changes: &[FlagChange],
+        date: Date,
+        event: &Event<'_>,
+        source_ms: i64,
+        out: &mut Out<'_>,
+    ) {
+        if changes.is_empty() {
+            return;
+        }
+        out.report.flags(changes.iter().map(|c| (c.flag, c.change)));
+        out.outputs.flags(changes, source_ms);
+        if let Some(planner) = &self.planner {
+            let recorded_at_s = event.recorded_at.secs;
+            out.facts.extend(planner.facts_of_day(
+                student_id,
+                state,
+                changes,
+                date,
+                recorded_at_s,
+                &out.today,
+            ));
+        }
+    }
+}
+
+/// What a batch produces besides states: flag events and dead letters, its report, and the
+/// facts its notifications are planned from.
+struct Out<'p> {
+    outputs: outputs::Outputs<'p>,
+    report: report::Report<'p>,
+    facts: Vec<crate::notify::plan::Facts>,
+    today: Now,
 }
 
 #[cfg(test)]

@@ -90,6 +90,11 @@ impl<'m> Report<'m> {
         self.outcome.flags.extend(flags);
     }
 
+    /// Flag changes no event of their student caused (a school day passed, a calendar changed).
+    pub fn flags(&mut self, flags: impl Iterator<Item = (Flag, Change)>) {
+        self.outcome.flags.extend(flags);
+    }
+
     /// What the notification plan queued.
     pub fn planned(&mut self, intents: &Intents) {
         let o = &mut self.outcome;

@@ -1,0 +1,297 @@
+//! Time order across topics: the messages read from every assigned partition wait here and
+//! leave in the order of their Kafka timestamps, ties by the contract table's topic order, then
+//! partition and offset — the way Kafka Streams picks a task's next record, over all the
+//! partitions this instance reads (so the day clock of the instance sees one order, the order a
+//! `replay` of the same messages sorted by time sees).
+//!
+//! The head leaves only when no partition could still deliver an older message: every
+//! partition with nothing buffered must be caught up (its next offset at its high watermark, as
+//! last fetched or reported by librdkafka's statistics). A partition whose watermark is unknown
+//! is asked for it. If a partition stays behind longer than `max_idle` (a broker away, offsets
+//! that skip, as transaction markers do), the head leaves anyway, as Kafka Streams does after
+//! `max.task.idle.ms`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::message::OwnedMessage;
+
+/// How long a partition's watermark is not asked again after it was.
+const ASK_AGAIN: Duration = Duration::from_secs(1);
+
+/// One assigned partition's waiting messages.
+#[derive(Debug, Default)]
+struct Queue {
+    buf: VecDeque<OwnedMessage>,
+    /// The offset the consumer hands out next (`None`: from the beginning, not known yet).
+    next: Option<i64>,
+    /// The first offset (from the last watermark query).
+    low: Option<i64>,
+    /// The high watermark (last stable offset) last known.
+    high: Option<i64>,
+    asked: Option<Instant>,
+}
+
+impl Queue {
+    fn caught_up(&self) -> Option<bool> {
+        let high = self.high?;
+        Some(self.next.or(self.low)? >= high)
+    }
+}
+
+/// What to do next.
+#[derive(Debug)]
+pub enum Next {
+    /// The next message in time order.
+    Ready(Box<OwnedMessage>),
+    /// Ask these partitions' watermarks ([`Merge::set_watermarks`]), then ask again.
+    AskWatermarks(Vec<(String, i32)>),
+    /// A partition may still deliver an older message: read on.
+    Wait,
+    /// Nothing is buffered.
+    Empty,
+}
+
+/// The merge of every assigned partition's messages in time order.
+#[derive(Debug)]
+pub struct Merge {
+    /// Topic names in the contract table's order.
+    order: Vec<String>,
+    queues: BTreeMap<(String, i32), Queue>,
+    max_idle: Duration,
+    /// Since when the head has waited for a partition behind.
+    blocked_since: Option<Instant>,
+    /// Heads that left before a partition behind caught up.
+    pub forced: u64,
+    /// Nothing leaves (the consumer group has not assigned partitions yet).
+    held: bool,
+}
+
+impl Merge {
+    pub fn new(order: Vec<String>, max_idle: Duration) -> Merge {
+        Merge {
+            order,
+            queues: BTreeMap::new(),
+            max_idle,
+            blocked_since: None,
+            forced: 0,
+            held: false,
+        }
+    }
+
+    /// A merge that lets nothing leave until [`Merge::hold`]`(false)`.
+    pub fn held(mut self) -> Merge {
+        self.held = true;
+        self
+    }
+
+    /// Whether nothing may leave: until the partitions whose messages may be older than the
+    /// ones buffered are known.
+    pub fn hold(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// A partition is read from `next` (`None`: its beginning).
+    pub fn assign(&mut self, topic: &str, partition: i32, next: Option<i64>) {
+        let q = Queue { next, ..Queue::default() };
+        self.queues.insert((topic.to_owned(), partition), q);
+    }
+
+    /// Forgets the partitions of `topics` and what they buffered (read again from the stored
+    /// offsets when they come back).
+    pub fn revoke(&mut self, topics: &[&str]) {
+        self.queues.retain(|(t, _), _| !topics.contains(&t.as_str()));
+        self.blocked_since = None;
+    }
+
+    /// Buffers a message; `false` (and dropped) when its partition is not assigned.
+    pub fn push(&mut self, m: OwnedMessage) -> bool {
+        match self.queues.get_mut(&(m.topic().to_owned(), m.partition())) {
+            Some(q) => {
+                q.next = Some(m.offset() + 1);
+                q.buf.push_back(m);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A partition's watermarks, as just queried.
+    pub fn set_watermarks(&mut self, topic: &str, partition: i32, low: i64, high: i64) {
+        if let Some(q) = self.queues.get_mut(&(topic.to_owned(), partition)) {
+            q.low = Some(low);
+            q.high = Some(high);
+        }
+    }
+
+    /// A partition's high watermark, as librdkafka's statistics report it (they lag: only a
+    /// higher one is taken).
+    pub fn raise_high(&mut self, topic: &str, partition: i32, high: i64) {
+        if let Some(q) = self.queues.get_mut(&(topic.to_owned(), partition))
+            && high >= 0
+            && q.high.is_some_and(|h| high > h)
+        {
+            q.high = Some(high);
+        }
+    }
+
+    /// Messages buffered in all.
+    pub fn buffered(&self) -> usize {
+        self.queues.values().map(|q| q.buf.len()).sum()
+    }
+
+    /// The next step at `now`.
+    pub fn next(&mut self, now: Instant) -> Next {
+        if self.held {
+            return if self.buffered() > 0 { Next::Wait } else { Next::Empty };
+        }
+        let order = &self.order;
+        let rank = |t: &str| order.iter().position(|o| o == t).unwrap_or(usize::MAX);
+        let head = (self.queues.iter())
+            .filter_map(|(k, q)| q.buf.front().map(|m| (k, m)))
+            .min_by_key(|(_, m)| {
+                (m.timestamp().to_millis().unwrap_or(0), rank(m.topic()), m.partition(), m.offset())
+            })
+            .map(|(k, _)| k.clone());
+        let Some(head) = head else {
+            self.blocked_since = None;
+            return Next::Empty;
+        };
+        let mut ask = Vec::new();
+        let mut behind = false;
+        for (k, q) in self.queues.iter_mut().filter(|(_, q)| q.buf.is_empty()) {
+            match q.caught_up() {
+                Some(true) => {}
+                Some(false) => {
+                    tracing::trace!(topic = %k.0, partition = k.1, next = ?q.next, high = ?q.high, "time order: behind");
+                    behind = true;
+                }
+                None if q.asked.is_none_or(|at| now.duration_since(at) >= ASK_AGAIN) => {
+                    q.asked = Some(now);
+                    ask.push(k.clone());
+                }
+                None => behind = true,
+            }
+        }
+        if !ask.is_empty() {
+            return Next::AskWatermarks(ask);
+        }
+        if behind {
+            let since = *self.blocked_since.get_or_insert(now);
+            if now.duration_since(since) < self.max_idle {
+                return Next::Wait;
+            }
+            self.forced += 1;
+        }
+        self.blocked_since = None;
+        match self.queues.get_mut(&head).and_then(|q| q.buf.pop_front()) {
+            Some(m) => Next::Ready(Box::new(m)),
+            None => Next::Empty,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+
+    fn msg(topic: &str, partition: i32, offset: i64, ts: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            None,
+            topic.into(),
+            Timestamp::CreateTime(ts),
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    fn drain(m: &mut Merge, now: Instant) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        while let Next::Ready(x) = m.next(now) {
+            out.push((x.topic().to_owned(), x.offset()));
+        }
+        out
+    }
+
+    fn merge() -> Merge {
+        let order = ["a", "b", "c"].map(String::from).to_vec();
+        let mut m = Merge::new(order, Duration::from_secs(5));
+        for t in ["a", "b", "c"] {
+            m.assign(t, 0, Some(0));
+        }
+        m
+    }
+
+    #[test]
+    fn messages_leave_in_time_order_ties_by_topic_order_then_offset() {
+        let mut m = merge();
+        for (t, o, ts) in [("b", 0, 10), ("b", 1, 30), ("a", 0, 20), ("a", 1, 30), ("c", 0, 5)] {
+            m.push(msg(t, 0, o, ts));
+        }
+        for t in ["a", "b", "c"] {
+            m.set_watermarks(t, 0, 0, 2);
+        }
+        m.set_watermarks("c", 0, 0, 1);
+        let now = Instant::now();
+        let got = drain(&mut m, now);
+        let want = [("c", 0), ("b", 0), ("a", 0), ("a", 1), ("b", 1)];
+        assert_eq!(got, want.map(|(t, o)| (t.to_owned(), o)).to_vec());
+    }
+
+    #[test]
+    fn the_head_waits_for_a_partition_that_can_still_deliver_older_messages() {
+        let mut m = merge();
+        m.push(msg("b", 0, 0, 50));
+        let now = Instant::now();
+        // Nothing is known of a and c: their watermarks are asked first.
+        match m.next(now) {
+            Next::AskWatermarks(ask) => assert_eq!(ask.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        m.set_watermarks("a", 0, 0, 3);
+        m.set_watermarks("c", 0, 0, 0);
+        m.set_watermarks("b", 0, 0, 1);
+        // a has 3 messages not read yet: b's waits.
+        assert!(matches!(m.next(now), Next::Wait));
+        m.push(msg("a", 0, 0, 10));
+        m.push(msg("a", 0, 1, 60));
+        // Within a partition, offset order: a's offset 1 leaves after b's older message.
+        let got = drain(&mut m, now);
+        assert_eq!(got, [("a", 0), ("b", 0), ("a", 1)].map(|(t, o)| (t.to_owned(), o)).to_vec());
+        // a's offset 2 may be older than b's next: b's waits for it.
+        m.set_watermarks("b", 0, 0, 2);
+        m.push(msg("b", 0, 1, 70));
+        assert!(matches!(m.next(now), Next::Wait));
+        m.push(msg("a", 0, 2, 65));
+        assert_eq!(drain(&mut m, now), vec![("a".to_owned(), 2), ("b".to_owned(), 1)]);
+        assert_eq!(m.forced, 0);
+    }
+
+    #[test]
+    fn a_partition_behind_for_longer_than_max_idle_is_not_waited_for() {
+        let mut m = merge();
+        for t in ["a", "b", "c"] {
+            m.set_watermarks(t, 0, 0, 5);
+        }
+        m.push(msg("b", 0, 0, 50));
+        m.push(msg("c", 0, 0, 60));
+        let t0 = Instant::now();
+        assert!(matches!(m.next(t0), Next::Wait));
+        let later = t0 + Duration::from_secs(6);
+        assert!(matches!(m.next(later), Next::Ready(_)));
+        assert_eq!(m.forced, 1);
+    }
+
+    #[test]
+    fn revoked_partitions_drop_what_they_buffered() {
+        let mut m = merge();
+        m.push(msg("a", 0, 0, 1));
+        m.revoke(&["a"]);
+        assert_eq!(m.buffered(), 0);
+        assert!(!m.push(msg("a", 0, 1, 2)));
+    }
+}
