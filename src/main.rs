@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use ontrack::core::Rules;
 use ontrack::replay::replay_as_of;
-use ontrack::synth::{District, DistrictSpec};
+use ontrack::synth::{District, DistrictSpec, Feed};
 
 /// mimalloc instead of glibc's allocator: reading states back from the store allocates and frees
 /// many small buffers, where glibc spent a fifth of the time (`malloc_consolidate`, `_int_free`);
@@ -126,12 +126,18 @@ struct DistrictArgs {
     days: u32,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How schools send attendance: positive (a record per student and day), absence-only
+    /// (absences and tardies, with calendars and enrollments), or mixed (odd-numbered schools
+    /// absence-only) [default: mixed for demo, positive otherwise].
+    #[arg(long, value_enum)]
+    feed: Option<Feed>,
 }
 
 impl DistrictArgs {
     fn spec(&self) -> DistrictSpec {
-        let DistrictArgs { students, schools, days, seed } = *self;
-        DistrictSpec { students, schools, days, seed, ..DistrictSpec::default() }
+        let DistrictArgs { students, schools, days, seed, feed } = *self;
+        let feed = feed.unwrap_or(Feed::Positive);
+        DistrictSpec { students, schools, days, seed, feed, ..DistrictSpec::default() }
     }
 }
 
@@ -152,7 +158,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { district } => ontrack::demo::run(district.spec(), &mut io::stdout().lock()),
+        Command::Demo { district } => {
+            // Both kinds of district by default: one school of each.
+            let feed = district.feed.unwrap_or(Feed::Mixed);
+            ontrack::demo::run(DistrictSpec { feed, ..district.spec() }, &mut io::stdout().lock())
+        }
         Command::Run { config, brokers, data_dir, admin_addr, log_format } => {
             init_logs(log_format);
             // Precedence: flags, then environment, then the file, then defaults.

@@ -2,6 +2,11 @@
 //! referrals, grades at the end of each grading period, advocate assignments, and the SIS habits
 //! the fold must cope with (corrections, retractions, re-sent events, a few bad messages).
 //!
+//! Schools send attendance one of two ways ([`Feed`]): a record per student and day (positive
+//! attendance, contract v1), or only absences and tardies, with the school calendar (holidays,
+//! a snow day called that morning) and enrollments (late entries, transfers between schools)
+//! that make the other days count (contract v1.1).
+//!
 //! All names and ids are made up. The same spec gives the same events, byte for byte.
 
 use std::collections::BTreeMap;
@@ -12,6 +17,28 @@ use rand_chacha::ChaCha8Rng;
 use time::{Date, Duration, Weekday};
 
 use crate::core::EventKind;
+
+/// How the district's schools send attendance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Feed {
+    /// A record per student and school day (contract v1).
+    #[default]
+    Positive,
+    /// Absences and tardies only, with calendars and enrollments (contract v1.1).
+    AbsenceOnly,
+    /// Even-numbered schools positive, odd-numbered ones absence-only.
+    Mixed,
+}
+
+impl Feed {
+    fn absence_only(self, school: u32) -> bool {
+        match self {
+            Feed::Positive => false,
+            Feed::AbsenceOnly => true,
+            Feed::Mixed => school % 2 == 1,
+        }
+    }
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -27,6 +54,7 @@ pub struct DistrictSpec {
     pub bad_rate: f64,
     /// Gives every advocate a `webhook_url` of `{base}/{advocate_id}` (the demo's receiver).
     pub advocate_webhook: Option<String>,
+    pub feed: Feed,
 }
 
 impl Default for DistrictSpec {
@@ -39,6 +67,7 @@ impl Default for DistrictSpec {
             seed: 1,
             bad_rate: 0.0,
             advocate_webhook: None,
+            feed: Feed::Positive,
         }
     }
 }
@@ -62,6 +91,12 @@ struct Student {
     p_referral: f64,
     /// Mean numeric grade.
     academic: f64,
+    /// The school day of the first enrollment (absence-only schools: a late entry after 0).
+    enroll_day: u32,
+    /// The school day a transfer to the next school takes effect, if any.
+    transfer_day: Option<u32>,
+    /// The first day of the current enrollment.
+    enrolled_since: Date,
 }
 
 /// The generator; call [`District::day`] for each school day in order.
@@ -74,6 +109,10 @@ pub struct District {
     /// Corrections and re-sends waiting for a later day.
     later: BTreeMap<u32, Vec<SynthEvent>>,
     referrals: u64,
+    /// Every weekday from the start to the last school day, and whether it is a holiday.
+    weekdays: Vec<(Date, bool)>,
+    /// The school day one absence-only school closes for snow (called that morning).
+    snow: Option<(u32, u32)>,
 }
 
 const SECTIONS: [(&str, &str); 5] = [
@@ -104,25 +143,57 @@ impl District {
                 let p_referral =
                     if rng.random_bool(0.2) { rng.random_range(0.002..0.04) } else { 0.0 };
                 let academic = 86.0 - p_absent * 60.0 + rng.random_range(-12.0..10.0);
+                let school = i % schools;
+                // Absence-only schools: some students enter late, some transfer mid-way.
+                let (mut enroll_day, mut transfer_day) = (0, None);
+                if spec.feed.absence_only(school) && spec.days >= 12 {
+                    if rng.random_bool(0.03) {
+                        enroll_day = rng.random_range(3..spec.days / 2);
+                    } else if schools > 1 && rng.random_bool(0.02) {
+                        transfer_day = Some(rng.random_range(spec.days / 3..spec.days * 2 / 3));
+                    }
+                }
                 Student {
                     id: format!("stu-{i:07}"),
-                    school: i % schools,
+                    school,
                     p_absent,
                     absent_yesterday: false,
                     p_referral,
                     academic,
+                    enroll_day,
+                    transfer_day,
+                    enrolled_since: spec.start,
                 }
             })
             .collect();
+        // Weekdays; absence-only districts keep holidays (Labor Day, Thanksgiving and the day
+        // after, the winter break, a teacher work day) and count no school on them.
+        let any_absence_only = (0..schools).any(|s| spec.feed.absence_only(s));
+        let mut weekdays = Vec::new();
         let mut dates = Vec::with_capacity(spec.days as usize);
         let mut d = spec.start;
         while dates.len() < spec.days as usize {
             if !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
-                dates.push(d);
+                let holiday = any_absence_only && (is_holiday(d) || weekdays.len() == 17);
+                weekdays.push((d, holiday));
+                if !holiday {
+                    dates.push(d);
+                }
             }
             d = d.saturating_add(Duration::days(1));
         }
-        District { spec, rng, students, dates, later: BTreeMap::new(), referrals: 0 }
+        let snow_school = (0..schools).find(|s| spec.feed.absence_only(*s));
+        let snow = snow_school.filter(|_| spec.days >= 10).map(|s| (s, spec.days * 2 / 3));
+        District {
+            spec,
+            rng,
+            students,
+            dates,
+            later: BTreeMap::new(),
+            referrals: 0,
+            weekdays,
+            snow,
+        }
     }
 
     /// The school days, in order.
@@ -136,10 +207,32 @@ impl District {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(self.students.len() + 16);
+        if day == 0 {
+            self.calendars(&mut out);
+        }
+        if let Some((school, snow_day)) = self.snow
+            && snow_day == day
+        {
+            // Called at 05:45 that morning: the day was a school day on the calendar.
+            out.push(self.calendar_day(school, date, false, &format!("{date}T05:45:00-05:00")));
+        }
         for s in 0..self.students.len() {
             if day == 0 {
                 let advocate = s as u32 / CASELOAD;
                 out.push(self.assignment(s, date, day, advocate));
+            }
+            let absence_only = self.spec.feed.absence_only(self.students[s].school);
+            if absence_only {
+                if day < self.students[s].enroll_day {
+                    continue;
+                }
+                self.enrollment(s, date, day, &mut out);
+                if self
+                    .snow
+                    .is_some_and(|(school, d)| d == day && school == self.students[s].school)
+                {
+                    continue;
+                }
             }
             self.attendance(s, date, day, &mut out);
             let p_referral = self.students[s].p_referral;
@@ -165,6 +258,72 @@ impl District {
             out.push(broken);
         }
         out
+    }
+
+    /// The calendar of every absence-only school, sent ahead (two weeks before the start).
+    fn calendars(&mut self, out: &mut Vec<SynthEvent>) {
+        let sent = format!("{}T09:00:00-05:00", self.spec.start.saturating_sub(Duration::days(14)));
+        for school in (0..self.spec.schools.max(1)).filter(|s| self.spec.feed.absence_only(*s)) {
+            for (date, holiday) in self.weekdays.clone() {
+                out.push(self.calendar_day(school, date, !holiday, &sent));
+            }
+        }
+    }
+
+    fn calendar_day(&self, school: u32, date: Date, instructional: bool, at: &str) -> SynthEvent {
+        let id = format!("cal-sch-{school:02}-{date}-{at}");
+        let json = format!(
+            r#"{{"type":"calendar","event_id":"{id}","school_id":"sch-{school:02}","date":"{date}","recorded_at":"{at}","instructional":{instructional}}}"#
+        );
+        SynthEvent { kind: EventKind::Calendar, student_id: format!("sch-{school:02}"), json }
+    }
+
+    /// An absence-only school's enrollment records of the day: the first one (before the start,
+    /// or on a late entry's first day), or a transfer (the old enrollment ends the day before,
+    /// the new one starts today).
+    fn enrollment(&mut self, s: usize, date: Date, day: u32, out: &mut Vec<SynthEvent>) {
+        let st = &self.students[s];
+        let enroll = |head: String, exit: Option<Date>| match exit {
+            Some(exit) => format!(r#"{head},"exit_date":"{exit}"}}"#),
+            None => format!("{head}}}"),
+        };
+        if day == st.enroll_day {
+            let recorded_at = match day {
+                0 => {
+                    format!("{}T10:00:00-05:00", self.spec.start.saturating_sub(Duration::days(7)))
+                }
+                _ => self.stamp(date, 0),
+            };
+            self.students[s].enrolled_since = date;
+            let id = format!("enr-{}-{day}", self.students[s].id);
+            let json = enroll(self.head("enrollment", &id, s, date, &recorded_at), None);
+            let student_id = self.students[s].id.clone();
+            out.push(SynthEvent { kind: EventKind::Enrollment, student_id, json });
+        }
+        if self.students[s].transfer_day == Some(day) && day > 0 {
+            let since = self.students[s].enrolled_since;
+            let last = self.dates[day as usize - 1];
+            let recorded_at = self.stamp(date, 0);
+            let id = format!("enr-{}-{day}-exit", self.students[s].id);
+            let json = enroll(self.head("enrollment", &id, s, since, &recorded_at), Some(last));
+            let student_id = self.students[s].id.clone();
+            out.push(SynthEvent {
+                kind: EventKind::Enrollment,
+                student_id: student_id.clone(),
+                json,
+            });
+            let schools = self.spec.schools.max(1);
+            // To the next absence-only school.
+            let from = self.students[s].school;
+            let to = (1..=schools)
+                .map(|k| (from + k) % schools)
+                .find(|x| self.spec.feed.absence_only(*x));
+            self.students[s].school = to.unwrap_or(from);
+            self.students[s].enrolled_since = date;
+            let id = format!("enr-{}-{day}", self.students[s].id);
+            let json = enroll(self.head("enrollment", &id, s, date, &recorded_at), None);
+            out.push(SynthEvent { kind: EventKind::Enrollment, student_id, json });
+        }
     }
 
     fn stamp(&mut self, date: Date, days_later: u32) -> String {
@@ -203,6 +362,10 @@ impl District {
             (false, x) if x < 0.05 => "tardy",
             (false, _) => "present",
         };
+        let absence_only = self.spec.feed.absence_only(self.students[s].school);
+        if absence_only && status == "present" {
+            return;
+        }
         let recorded_at = self.stamp(date, 0);
         let id = format!("att-{}-{day}", self.students[s].id);
         let mut json = self.head("attendance", &id, s, date, &recorded_at);
@@ -215,9 +378,11 @@ impl District {
         // SIS habits: a note arrives and the absence is excused or the day re-coded; a record
         // entered by mistake is retracted; a message is sent twice.
         let roll = self.rng.random::<f64>();
+        // An absence-only SIS deletes a record entered by mistake: a retraction, not "present".
+        let present = if absence_only { "retracted" } else { "present" };
         let fix = match status {
             "absent_unexcused" if roll < 0.10 => Some("absent_excused"),
-            "absent_unexcused" if roll < 0.13 => Some("present"),
+            "absent_unexcused" if roll < 0.13 => Some(present),
             _ if roll < 0.003 => Some("retracted"),
             _ => None,
         };
@@ -349,10 +514,29 @@ impl District {
     }
 }
 
+/// US school holidays the absence-only calendars keep: Labor Day, Thanksgiving and the Friday
+/// after, and the winter break.
+fn is_holiday(d: Date) -> bool {
+    use time::Month::{December, January, November, September};
+    let nth_weekday = (d.day() - 1) / 7 + 1;
+    match d.month() {
+        September => d.weekday() == Weekday::Monday && nth_weekday == 1,
+        November => {
+            let thanksgiving = d.weekday() == Weekday::Thursday && nth_weekday == 4;
+            let after = d.weekday() == Weekday::Friday && (d.day() - 2) / 7 + 1 == 4;
+            thanksgiving || after
+        }
+        December => d.day() >= 21,
+        January => d.day() <= 2,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::decode;
+    use crate::core::event::{AttendanceStatus, EventBody};
 
     fn spec() -> DistrictSpec {
         DistrictSpec { students: 200, days: 35, ..DistrictSpec::default() }
@@ -393,5 +577,42 @@ mod tests {
         }
         assert!(ok > 200 * 35);
         assert!(bad > 0 && bad < ok / 50, "{bad} bad of {ok}");
+    }
+
+    #[test]
+    fn an_absence_only_school_sends_absences_calendars_and_enrollments() {
+        let spec =
+            DistrictSpec { students: 400, schools: 4, days: 70, feed: Feed::Mixed, ..spec() };
+        let mut d = District::new(spec.clone());
+        let events: Vec<SynthEvent> = (0..spec.days).flat_map(|day| d.day(day)).collect();
+        let decoded: Vec<_> = events.iter().map(|e| decode(e.json.as_bytes()).unwrap()).collect();
+        let of = |kind: EventKind| decoded.iter().filter(move |e| e.kind() == kind);
+        // Positive schools: a record a day; absence-only ones: never "present".
+        let present_at = |school: &str| {
+            of(EventKind::Attendance).filter(|e| e.school_id == school).any(|e| {
+                e.body == EventBody::AttendanceRecorded { status: AttendanceStatus::Present }
+            })
+        };
+        assert!(present_at("sch-00") && present_at("sch-02"));
+        assert!(!present_at("sch-01") && !present_at("sch-03"));
+        // Calendars of the absence-only schools only, with holidays (Labor Day) and a snow day.
+        let calendar: Vec<_> = of(EventKind::Calendar).collect();
+        assert!(calendar.iter().all(|e| e.school_id == "sch-01" || e.school_id == "sch-03"));
+        let labor_day = time::macros::date!(2026 - 09 - 07);
+        assert!(calendar.iter().any(|e| e.date == labor_day
+            && e.body == EventBody::CalendarDay { instructional: false, retracted: false }));
+        let snow: Vec<_> =
+            calendar.iter().filter(|e| !e.is_future() && e.date > spec.start).collect();
+        assert_eq!(snow.len(), 1, "one snow day, called that morning");
+        assert!(of(EventKind::Attendance).all(|e| e.date != labor_day
+            && !(e.school_id == snow[0].school_id && e.date == snow[0].date)));
+        // Enrollments: late entries and transfers (an exit, then the next school).
+        let enrollments: Vec<_> = of(EventKind::Enrollment).collect();
+        assert!(enrollments.iter().any(|e| e.date > spec.start && !e.is_future()), "late entries");
+        assert!(
+            enrollments
+                .iter()
+                .any(|e| matches!(e.body, EventBody::Enrolled { exit_date: Some(_), .. }))
+        );
     }
 }
