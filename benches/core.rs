@@ -1,5 +1,7 @@
 //! The pure core's speed over a synthetic district of 100,000 students: decode, fold + rules,
-//! and both together.
+//! and both together; then the same district sending absences only (contract v1.1: calendars,
+//! enrollments, figures from expected days): a whole school day folded, and the day passing on
+//! its own (the students it can change re-evaluated), per student-day.
 //!
 //! The fold benches run on live state, as the service does: 40 school days of history are folded
 //! in first, then every iteration folds the next school day, so each event meets a student with a
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use ontrack::core::{Event, Outcome, Rules, Students, decode};
-use ontrack::synth::{District, DistrictSpec};
+use ontrack::synth::{District, DistrictSpec, Feed};
 
 const WARM_DAYS: u32 = 40;
 
@@ -36,7 +38,11 @@ struct Live {
 
 impl Live {
     fn new(students: u32) -> Live {
-        let spec = DistrictSpec { students, days: 200, ..DistrictSpec::default() };
+        Live::of(students, Feed::Positive)
+    }
+
+    fn of(students: u32, feed: Feed) -> Live {
+        let spec = DistrictSpec { students, days: 200, feed, ..DistrictSpec::default() };
         let mut live = Live {
             district: District::new(spec),
             states: Students::default(),
@@ -118,6 +124,56 @@ fn core(c: &mut Criterion) {
                 }
                 timed += start.elapsed().mul_f64(nominal / messages.len() as f64);
                 black_box(flags);
+            }
+            timed
+        })
+    });
+    g.finish();
+
+    // Absence-only: a school day is a few thousand absences and tardies, and the day passing.
+    let mut live = Live::of(students, Feed::AbsenceOnly);
+    let mut g = c.benchmark_group("absence_only");
+    g.sample_size(10);
+    g.sampling_mode(SamplingMode::Flat);
+    g.warm_up_time(Duration::from_millis(1));
+    g.measurement_time(Duration::from_secs(1));
+    // Per student-day, as the positive district's one event per student and day.
+    g.throughput(Throughput::Elements(u64::from(students)));
+    g.bench_function("school_day", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let messages = live.next_messages();
+                let events: Vec<Event> = messages.iter().filter_map(|m| decode(m).ok()).collect();
+                let start = Instant::now();
+                let mut flags = 0;
+                for e in &events {
+                    flags += apply(&mut live.states, e, &live.rules);
+                }
+                timed += start.elapsed();
+                black_box(flags);
+            }
+            timed
+        })
+    });
+    // The day passing alone: the last school day folded closes (what the next day's first
+    // records, or `replay --as-of`, do), the students it can change re-evaluated; then the next
+    // day's records are folded, not timed.
+    let mut live = Live::of(students, Feed::AbsenceOnly);
+    g.bench_function("day_passes", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let last = live.district.dates()[live.next_day as usize - 1];
+                let start = Instant::now();
+                let changes = live.states.close_through(last, &live.rules);
+                timed += start.elapsed();
+                black_box(changes.len());
+                for m in live.next_messages() {
+                    if let Ok(e) = decode(&m) {
+                        apply(&mut live.states, &e, &live.rules);
+                    }
+                }
             }
             timed
         })

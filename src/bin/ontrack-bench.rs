@@ -24,8 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create PREFIX.sis.{attendance,discipline,grades}, PREFIX.roster.assignments (N partitions
-    /// each), PREFIX.ontrack.flags (LogAppendTime: a flag's timestamp is its acknowledgement) and
+    /// Create PREFIX.sis.{attendance,discipline,grades,enrollment,calendar},
+    /// PREFIX.roster.assignments (N partitions each), PREFIX.ontrack.flags (LogAppendTime: a flag's timestamp is its acknowledgement) and
     /// PREFIX.ontrack.dead-letter.
     Topics {
         #[arg(long)]
@@ -85,7 +85,15 @@ enum Command {
     },
 }
 
-const INPUTS: [&str; 4] = ["sis.attendance", "sis.discipline", "sis.grades", "roster.assignments"];
+/// The inputs, the calendar last (created with the same partition count: it may have any).
+const INPUTS: [&str; 6] = [
+    "sis.attendance",
+    "sis.discipline",
+    "sis.grades",
+    "roster.assignments",
+    "sis.enrollment",
+    "sis.calendar",
+];
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
