@@ -168,13 +168,21 @@ fn serve(
         let highs = context.take_watermarks().into_iter();
         worker.raise_highs(highs.chain(calendar.context().take_watermarks()));
         worker.release(&watermarks);
+        worker.flow(&consumer, &calendar);
         if worker.due() {
             consumer::commit(&consumer, &worker.flush()?);
         } else if worker.publisher.in_flight() > 0 {
             worker.publisher.serve(store)?;
         }
     }
-    tracing::info!("shutting down: persisting the current batch");
+    {
+        let merge = worker.merge();
+        tracing::info!(
+            peak_buffered = merge.peak,
+            forced = merge.forced,
+            "shutting down: persisting the current batch"
+        );
+    }
     consumer::commit(&consumer, &worker.flush()?);
     worker.publisher.publish(store, SHUTDOWN_ACK_WAIT)?;
     if store.pending().next().is_some() {
@@ -310,6 +318,28 @@ impl Worker {
                     break;
                 }
                 Next::Empty => break,
+            }
+        }
+    }
+
+    /// Pauses the partitions that buffer too much while others catch up in time (their
+    /// messages wait in memory), and resumes them when they are down to half.
+    fn flow<C: rdkafka::consumer::ConsumerContext, D: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        calendar: &BaseConsumer<D>,
+    ) {
+        for (topic, partition, pause) in self.merge().flow() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, partition);
+            let done = match (topic == self.calendar_topic, pause) {
+                (true, true) => calendar.pause(&tpl),
+                (true, false) => calendar.resume(&tpl),
+                (false, true) => consumer.pause(&tpl),
+                (false, false) => consumer.resume(&tpl),
+            };
+            if let Err(e) = done {
+                tracing::debug!(error = %e, %topic, partition, pause, "kafka: pause/resume failed");
             }
         }
     }

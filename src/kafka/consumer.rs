@@ -123,6 +123,10 @@ impl<R: Rebalance> Context<R> {
         consumer
             .assign(&assignment)
             .map_err(|err| format!("kafka: cannot take the assigned partitions: {err}"))?;
+        // A partition paused before a rebalance (its buffer was full) starts afresh.
+        if let Err(err) = consumer.resume(&assignment) {
+            tracing::debug!(error = %err, "kafka: resume after assignment failed");
+        }
         let partitions: Vec<(String, i32)> =
             tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
         self.hook.assigned(&partitions);

@@ -11,7 +11,7 @@
 //! that skip, as transaction markers do), the head leaves anyway, as Kafka Streams does after
 //! `max.task.idle.ms`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -21,8 +21,12 @@ use rdkafka::message::OwnedMessage;
 const ASK_AGAIN: Duration = Duration::from_secs(1);
 
 /// One assigned partition's waiting messages.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Queue {
+    topic: String,
+    partition: i32,
+    /// The topic's place in the contract table.
+    rank: usize,
     buf: VecDeque<OwnedMessage>,
     /// The offset the consumer hands out next (`None`: from the beginning, not known yet).
     next: Option<i64>,
@@ -31,12 +35,20 @@ struct Queue {
     /// The high watermark (last stable offset) last known.
     high: Option<i64>,
     asked: Option<Instant>,
+    /// The consumer is told not to fetch more of it (its buffer is full).
+    paused: bool,
 }
 
 impl Queue {
     fn caught_up(&self) -> Option<bool> {
         let high = self.high?;
         Some(self.next.or(self.low)? >= high)
+    }
+
+    /// The order key of the head: timestamp, contract table order, partition, offset.
+    fn head_key(&self) -> Option<(i64, usize, i32, i64)> {
+        let m = self.buf.front()?;
+        Some((m.timestamp().to_millis().unwrap_or(0), self.rank, m.partition(), m.offset()))
     }
 }
 
@@ -58,25 +70,33 @@ pub enum Next {
 pub struct Merge {
     /// Topic names in the contract table's order.
     order: Vec<String>,
-    queues: BTreeMap<(String, i32), Queue>,
+    queues: Vec<Queue>,
     max_idle: Duration,
+    /// A partition buffering more than this is paused until it is down to half.
+    pause_over: usize,
     /// Since when the head has waited for a partition behind.
     blocked_since: Option<Instant>,
     /// Heads that left before a partition behind caught up.
     pub forced: u64,
     /// Nothing leaves (the consumer group has not assigned partitions yet).
     held: bool,
+    buffered: usize,
+    /// The most messages buffered at once.
+    pub peak: usize,
 }
 
 impl Merge {
     pub fn new(order: Vec<String>, max_idle: Duration) -> Merge {
         Merge {
             order,
-            queues: BTreeMap::new(),
+            queues: Vec::new(),
             max_idle,
+            pause_over: 10_000,
             blocked_since: None,
             forced: 0,
             held: false,
+            buffered: 0,
+            peak: 0,
         }
     }
 
@@ -92,34 +112,57 @@ impl Merge {
         self.held = held;
     }
 
+    fn find(&mut self, topic: &str, partition: i32) -> Option<&mut Queue> {
+        self.queues.iter_mut().find(|q| q.partition == partition && q.topic == topic)
+    }
+
     /// A partition is read from `next` (`None`: its beginning).
     pub fn assign(&mut self, topic: &str, partition: i32, next: Option<i64>) {
-        let q = Queue { next, ..Queue::default() };
-        self.queues.insert((topic.to_owned(), partition), q);
+        self.revoke_one(topic, partition);
+        let rank = self.order.iter().position(|o| o == topic).unwrap_or(usize::MAX);
+        self.queues.push(Queue {
+            topic: topic.to_owned(),
+            partition,
+            rank,
+            buf: VecDeque::new(),
+            next,
+            low: None,
+            high: None,
+            asked: None,
+            paused: false,
+        });
+    }
+
+    fn revoke_one(&mut self, topic: &str, partition: i32) {
+        if let Some(i) =
+            self.queues.iter().position(|q| q.partition == partition && q.topic == topic)
+        {
+            self.buffered -= self.queues[i].buf.len();
+            self.queues.swap_remove(i);
+        }
     }
 
     /// Forgets the partitions of `topics` and what they buffered (read again from the stored
     /// offsets when they come back).
     pub fn revoke(&mut self, topics: &[&str]) {
-        self.queues.retain(|(t, _), _| !topics.contains(&t.as_str()));
+        self.queues.retain(|q| !topics.contains(&q.topic.as_str()));
+        self.buffered = self.queues.iter().map(|q| q.buf.len()).sum();
         self.blocked_since = None;
     }
 
     /// Buffers a message; `false` (and dropped) when its partition is not assigned.
     pub fn push(&mut self, m: OwnedMessage) -> bool {
-        match self.queues.get_mut(&(m.topic().to_owned(), m.partition())) {
-            Some(q) => {
-                q.next = Some(m.offset() + 1);
-                q.buf.push_back(m);
-                true
-            }
-            None => false,
-        }
+        let Some(q) = self.find(m.topic(), m.partition()) else { return false };
+        q.next = Some(m.offset() + 1);
+        q.buf.push_back(m);
+        self.buffered += 1;
+        self.peak = self.peak.max(self.buffered);
+        true
     }
 
     /// A partition's watermarks, as just queried.
     pub fn set_watermarks(&mut self, topic: &str, partition: i32, low: i64, high: i64) {
-        if let Some(q) = self.queues.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(q) = self.find(topic, partition) {
             q.low = Some(low);
             q.high = Some(high);
         }
@@ -128,7 +171,7 @@ impl Merge {
     /// A partition's high watermark, as librdkafka's statistics report it (they lag: only a
     /// higher one is taken).
     pub fn raise_high(&mut self, topic: &str, partition: i32, high: i64) {
-        if let Some(q) = self.queues.get_mut(&(topic.to_owned(), partition))
+        if let Some(q) = self.find(topic, partition)
             && high >= 0
             && q.high.is_some_and(|h| high > h)
         {
@@ -138,38 +181,52 @@ impl Merge {
 
     /// Messages buffered in all.
     pub fn buffered(&self) -> usize {
-        self.queues.values().map(|q| q.buf.len()).sum()
+        self.buffered
+    }
+
+    /// Partitions to pause (`true`: buffering too much) or resume (`false`: down to half),
+    /// marked as such.
+    pub fn flow(&mut self) -> Vec<(String, i32, bool)> {
+        let mut out = Vec::new();
+        for q in &mut self.queues {
+            let pause = if q.paused {
+                q.buf.len() > self.pause_over / 2
+            } else {
+                q.buf.len() > self.pause_over
+            };
+            if pause != q.paused {
+                q.paused = pause;
+                out.push((q.topic.clone(), q.partition, pause));
+            }
+        }
+        out
     }
 
     /// The next step at `now`.
     pub fn next(&mut self, now: Instant) -> Next {
         if self.held {
-            return if self.buffered() > 0 { Next::Wait } else { Next::Empty };
+            return if self.buffered > 0 { Next::Wait } else { Next::Empty };
         }
-        let order = &self.order;
-        let rank = |t: &str| order.iter().position(|o| o == t).unwrap_or(usize::MAX);
-        let head = (self.queues.iter())
-            .filter_map(|(k, q)| q.buf.front().map(|m| (k, m)))
-            .min_by_key(|(_, m)| {
-                (m.timestamp().to_millis().unwrap_or(0), rank(m.topic()), m.partition(), m.offset())
-            })
-            .map(|(k, _)| k.clone());
+        let head = (self.queues.iter().enumerate())
+            .filter_map(|(i, q)| q.head_key().map(|k| (k, i)))
+            .min()
+            .map(|(_, i)| i);
         let Some(head) = head else {
             self.blocked_since = None;
             return Next::Empty;
         };
         let mut ask = Vec::new();
         let mut behind = false;
-        for (k, q) in self.queues.iter_mut().filter(|(_, q)| q.buf.is_empty()) {
+        for q in self.queues.iter_mut().filter(|q| q.buf.is_empty()) {
             match q.caught_up() {
                 Some(true) => {}
                 Some(false) => {
-                    tracing::trace!(topic = %k.0, partition = k.1, next = ?q.next, high = ?q.high, "time order: behind");
+                    tracing::trace!(topic = %q.topic, partition = q.partition, next = ?q.next, high = ?q.high, "time order: behind");
                     behind = true;
                 }
                 None if q.asked.is_none_or(|at| now.duration_since(at) >= ASK_AGAIN) => {
                     q.asked = Some(now);
-                    ask.push(k.clone());
+                    ask.push((q.topic.clone(), q.partition));
                 }
                 None => behind = true,
             }
@@ -185,8 +242,11 @@ impl Merge {
             self.forced += 1;
         }
         self.blocked_since = None;
-        match self.queues.get_mut(&head).and_then(|q| q.buf.pop_front()) {
-            Some(m) => Next::Ready(Box::new(m)),
+        match self.queues[head].buf.pop_front() {
+            Some(m) => {
+                self.buffered -= 1;
+                Next::Ready(Box::new(m))
+            }
             None => Next::Empty,
         }
     }
