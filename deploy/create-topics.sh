@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Creates ontrack's topics. The four inputs MUST have the same number of partitions
+# Creates ontrack's topics. The five student inputs MUST have the same number of partitions
 # (co-partitioning: partition i of every input belongs to one ontrack instance), keyed by
-# student_id; ontrack refuses to start otherwise.
+# student_id; ontrack refuses to start otherwise. The calendar (keyed by school_id) is read whole
+# by every instance: any partition count.
 #
 #   deploy/create-topics.sh BOOTSTRAP [PARTITIONS] [REPLICATION]
 #   e.g. deploy/create-topics.sh kafka:9092 12 3
@@ -18,10 +19,12 @@ create() {
     --topic "$1" --partitions "$2" --replication-factor "$replication"
 }
 
-# Inputs: the same partition count for all four.
-for t in sis.attendance sis.discipline sis.grades roster.assignments; do
+# Inputs: the same partition count for all five.
+for t in sis.attendance sis.discipline sis.grades roster.assignments sis.enrollment; do
   create "$t" "$partitions"
 done
+# Calendars: small, read whole by every instance.
+create sis.calendar 1
 # Outputs: any count; flags keyed by student_id keep a student's flags in order.
 create ontrack.flags "$partitions"
 create ontrack.dead-letter 1

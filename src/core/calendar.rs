@@ -144,6 +144,13 @@ impl DayClock {
         self.closed_through
     }
 
+    /// Whether [`DayClock::observe`] would close days for `event` (cheap: callers skip the work
+    /// that only a closing day needs).
+    pub fn would_close(&self, event: &Event<'_>) -> bool {
+        !event.is_future()
+            && event.date.previous_day().is_some_and(|d| self.closed_through.is_none_or(|c| d > c))
+    }
+
     /// Takes `event` into account before it is applied: the days it closes, first to last
     /// (`None`: none). The first record ever sets the clock without closing days (there is no
     /// student before it).

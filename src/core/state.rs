@@ -200,6 +200,20 @@ pub struct StudentState {
     raises: Vec<(SchoolYear, [u32; 5])>,
     /// What changed since [`StudentState::take_changes`] last took it.
     changes: Changes,
+    /// The as-of day the cached figures of an enrolled student were counted at (not stored).
+    fresh: Fresh,
+}
+
+/// The as-of day of an enrolled student's cached figures, when known: lets a passing day add
+/// itself instead of counting every expected day again. Not part of the state: two states are
+/// equal whatever it says.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fresh(Option<Date>);
+
+impl PartialEq for Fresh {
+    fn eq(&self, _: &Fresh) -> bool {
+        true
+    }
 }
 
 /// The small, often-changing part of a stored state: the school year, its figures and the flags.
@@ -308,6 +322,7 @@ impl StudentState {
             self.update_figures(event, replaced, year, rules, days);
         }
         debug_assert_eq!(self.figures, self.figures_at(rules, days), "cached figures drifted");
+        self.fresh = Fresh(days.closed_through.filter(|_| days.calendars.is_some()));
         self.evaluate(rules, &Cause::of(event), &mut changes);
         Outcome::Applied(changes)
     }
@@ -317,6 +332,7 @@ impl StudentState {
     pub fn refresh(&mut self, rules: &Rules, days: &Days, cause: &Cause) -> Vec<FlagChange> {
         let mut changes = Vec::new();
         let figures = self.figures_at(rules, days);
+        self.fresh = Fresh(days.closed_through.filter(|_| days.calendars.is_some()));
         if figures != self.figures {
             self.figures = figures;
             self.changes.head = true;
@@ -350,7 +366,56 @@ impl StudentState {
         let id = day_cause_id(school, day);
         let school = school.to_owned();
         let cause = Cause { student_id, school_id: &school, date: day, id: &id };
-        self.refresh(rules, &Days::new(calendars, Some(day)), &cause)
+        let days = Days::new(calendars, Some(day));
+        let Some(figures) = self.figures_after_day(day, rules, calendars) else {
+            return self.refresh(rules, &days, &cause);
+        };
+        debug_assert_eq!(figures, self.figures_at(rules, &days), "a passing day miscounted");
+        self.fresh = Fresh(Some(day));
+        let mut changes = Vec::new();
+        if figures != self.figures {
+            self.figures = figures;
+            self.changes.head = true;
+            self.evaluate(rules, &cause, &mut changes);
+        }
+        changes
+    }
+
+    /// The figures once school day `day` (of an enrollment of this student) has passed, from the
+    /// cached ones, when they were counted at the school day before it (what happens every day
+    /// for a watched student): one more expected day, present, unless it has a record. `None`:
+    /// count again.
+    fn figures_after_day(
+        &self,
+        day: Date,
+        rules: &Rules,
+        calendars: &Calendars,
+    ) -> Option<Figures> {
+        let prev = self.fresh.0.filter(|prev| *prev < day)?;
+        let year = self.current_year.filter(|y| rules.school_year_of(day) == *y)?;
+        // No school day of the student between the figures' as-of day and `day`.
+        let gap_first = prev.next_day()?;
+        let gap_last = day.previous_day()?;
+        let skipped = self.enrollments.iter().filter(|e| !e.retracted).any(|e| {
+            let first = e.date.max(gap_first);
+            let last = e.exit_date.unwrap_or(gap_last).min(gap_last);
+            first <= last && calendars.school_days(&e.school_id, first, last).next().is_some()
+        });
+        if skipped || rules.school_year_of(prev) != year {
+            return None;
+        }
+        let live = |r: &&AttendanceRecord| r.status != AttendanceStatus::Retracted;
+        let latest = self.attendance.iter().rev().find(live).map(|r| r.date);
+        if latest.is_some_and(|d| d > day) {
+            // A record after the day (planned ahead): the streak needs a proper count.
+            return None;
+        }
+        let mut f = self.figures;
+        if latest != Some(day) {
+            f.days_enrolled += 1;
+            f.streak = 0;
+        }
+        Some(f)
     }
 
     /// Whether days passing with no record could change a flag: an enrolled student with
@@ -661,6 +726,7 @@ impl StudentState {
             raised: head.raised,
             raises: head.raises,
             changes: Changes::default(),
+            fresh: Fresh::default(),
         }
     }
 

@@ -43,10 +43,13 @@ impl Students {
             }
             return Outcome::Applied(changes);
         }
-        if self.map.get(&*event.student_id).is_some_and(|s| s.has_seen(&event.event_id)) {
+        // A duplicate changes nothing, not even the clock (checked apart only when the event
+        // would close days: applying checks it anyway).
+        let closes = self.clock.would_close(event);
+        if closes && self.map.get(&*event.student_id).is_some_and(|s| s.has_seen(&event.event_id)) {
             return Outcome::Duplicate;
         }
-        let mut changes = self.pass_days(event, rules);
+        let mut changes = if closes { self.pass_days(event, rules) } else { Vec::new() };
         let state = match self.map.get_mut(&*event.student_id) {
             Some(state) => state,
             None => self.map.entry(CompactString::from(&*event.student_id)).or_default(),
@@ -55,12 +58,16 @@ impl Students {
         match state.apply_on(event, rules, &days) {
             Outcome::Applied(own) if changes.is_empty() => changes = own,
             Outcome::Applied(own) => changes.extend(own),
-            Outcome::Duplicate => {}
+            // Not after days closed: a duplicate was caught before them.
+            Outcome::Duplicate => return Outcome::Duplicate,
         }
         // Nothing here stores states: what changed is not kept.
         state.forget_changes();
-        let watch = state.watch(rules);
-        set_watched(&mut self.watched, &event.student_id, watch);
+        // Only an enrolled student (or one whose enrollment just changed) can be watched.
+        if state.has_enrollment() || matches!(event.body, EventBody::Enrolled { .. }) {
+            let watch = state.watch(rules);
+            set_watched(&mut self.watched, &event.student_id, watch);
+        }
         Outcome::Applied(changes)
     }
 

@@ -251,7 +251,11 @@ impl Pipeline {
                 event.recorded_at.secs * 1000 + i64::from(event.recorded_at.nanos / 1_000_000),
             );
             let calendar = matches!(event.body, EventBody::CalendarDay { .. });
-            if !calendar
+            // A duplicate changes nothing, not even the clock (checked apart only when the event
+            // would close days: applying checks it anyway).
+            let closes = day_state.clock.would_close(&event);
+            if closes
+                && !calendar
                 && fold
                     .state(&event.student_id, m.partition)?
                     .stored
@@ -262,7 +266,7 @@ impl Pipeline {
                 continue;
             }
             // The school days the event closes pass before it is applied.
-            if let Some((first, last)) = day_state.clock.observe(&event) {
+            if let Some((first, last)) = day_state.clock.observe(&event).filter(|_| closes) {
                 let mut day = first;
                 while day <= last {
                     self.pass_day(
