@@ -72,6 +72,8 @@ impl Service {
                     "attendance" => &topics.attendance,
                     "discipline" => &topics.discipline,
                     "grade" => &topics.grades,
+                    "enrollment" => &topics.enrollment,
+                    "calendar" => &topics.calendar,
                     _ => &topics.assignments,
                 };
                 (topic.clone(), e)
@@ -422,6 +424,54 @@ fn a_correction_or_a_resend_does_not_alert_twice_the_same_day() {
     let got = receiver.wait_for(WAIT, |r| r.len() == 2);
     service.wait_idle();
     assert_eq!(alerts(&got), [absent("stu-1"), absent("stu-2")]);
+}
+
+/// Contract v1.1: an absence-only school. A school day that passes with no record for the
+/// student clears the streak flag, and the advocate hears of it like any other flag change.
+#[test]
+fn a_school_day_passing_clears_a_flag_and_the_advocate_hears_of_it() {
+    let receiver = Server::webhook_receiver(free_port());
+    let mut service = Service::start(config(), NOW);
+    let url = receiver.url("/hooks/adv-1");
+    let mut setup = vec![assignment(
+        "as-1",
+        "stu-1",
+        Some("adv-1"),
+        webhook_contact(&url),
+        "2026-08-20T12:00:00Z",
+    )];
+    for day in common::school_days("2026-09-01", 15) {
+        setup.push(
+            json!({"type": "calendar", "event_id": format!("cal-{day}"), "school_id": "sch-1",
+                   "date": day, "recorded_at": "2026-08-15T12:00:00Z", "instructional": true})
+            .to_string(),
+        );
+    }
+    setup.push(
+        json!({"type": "enrollment", "event_id": "enr-1", "student_id": "stu-1",
+               "school_id": "sch-1", "date": "2026-09-01", "recorded_at": "2026-08-20T12:00:00Z"})
+        .to_string(),
+    );
+    setup.push(absence("a-1", "stu-1", "2026-09-10"));
+    setup.push(absence("a-2", "stu-1", "2026-09-11"));
+    setup.push(absence("a-3", "stu-1", TODAY));
+    service.feed(&setup);
+    receiver.wait_for(WAIT, |r| {
+        r.iter().any(|r| r["body"]["data"]["alerts"][0]["kind"] == "flag.raised")
+    });
+    // Tuesday passes with no record for stu-1 (present): Wednesday's first record closes it.
+    service.feed(&[common::attendance_json("w-1", "stu-2", "2026-09-16", "tardy")]);
+    let got = receiver.wait_for(WAIT, |r| {
+        r.iter().any(|r| r["body"]["data"]["alerts"][0]["kind"] == "flag.cleared")
+    });
+    let cleared =
+        got.iter().find(|r| r["body"]["data"]["alerts"][0]["kind"] == "flag.cleared").unwrap();
+    assert_eq!(
+        cleared["body"]["data"]["alerts"][0],
+        json!({"kind": "flag.cleared", "student_id": "stu-1", "date": "2026-09-15",
+               "flag": "consecutive_absences", "flag_id": "2026-2027/stu-1/consecutive_absences/1",
+               "link": "https://sis.example.org/students/stu%2D1"})
+    );
 }
 
 #[test]
