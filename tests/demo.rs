@@ -28,9 +28,10 @@ fn the_demo_streams_a_district_and_prints_the_summary() {
     let attendance = stdout.lines().find(|l| l.starts_with("attendance ")).unwrap();
     let raised: u64 = attendance.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(raised > 0, "{attendance}");
-    // The same district through replay raises the same number.
+    // The same district through replay raises the same number (days passing included).
     let synth = Command::new(env!("CARGO_BIN_EXE_ontrack"))
-        .args(["synth", "--students", "150", "--days", "15", "--seed", "3"])
+        // The demo's default district: one school of each kind.
+        .args(["synth", "--students", "150", "--days", "15", "--seed", "3", "--feed", "mixed"])
         .output()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
