@@ -266,7 +266,7 @@ impl Pipeline {
                 continue;
             }
             // The school days the event closes pass before it is applied.
-            if let Some((first, last)) = day_state.clock.observe(&event).filter(|_| closes) {
+            if let Some((first, last)) = day_state.clock.observe(&event) {
                 let mut day = first;
                 while day <= last {
                     self.pass_day(

@@ -108,7 +108,11 @@ pub fn describe(changes: &[FlagChange]) -> Vec<String> {
 
 /// What the figures alone decide: `Some(raised)` outside a hysteresis band, `None` inside.
 pub fn decided(flag: Flag, s: &StudentState, rules: &Rules) -> Option<bool> {
-    let f = s.figures().map(|(_, f)| f).unwrap_or_default();
+    decided_by(flag, &s.figures().map(|(_, f)| f).unwrap_or_default(), rules)
+}
+
+/// [`decided`] over given figures (e.g. counted at the end of a district's days).
+pub fn decided_by(flag: Flag, f: &ontrack::core::Figures, rules: &Rules) -> Option<bool> {
     let a = &rules.attendance;
     match flag {
         Flag::Attendance => {
@@ -136,7 +140,7 @@ pub fn decided(flag: Flag, s: &StudentState, rules: &Rules) -> Option<bool> {
         ),
         Flag::OffTrack => {
             let inputs: Option<Vec<bool>> =
-                Flag::INDICATORS.iter().map(|i| decided(*i, s, rules)).collect();
+                Flag::INDICATORS.iter().map(|i| decided_by(*i, f, rules)).collect();
             let needed = rules.off_track.raise_at_indicators as usize;
             inputs.map(|v| v.into_iter().filter(|x| *x).count() >= needed)
         }
