@@ -434,10 +434,15 @@ impl Rebalance for Worker {
     }
 
     fn lost(&self) {
-        // The calendar is not the group's: its messages stay.
-        self.inflight().messages.retain(|m| m.topic() == self.calendar_topic);
+        // The calendar is not the group's: its messages wait again for their turn in time,
+        // among the group's messages read again once partitions are assigned.
+        let read = std::mem::take(&mut *self.inflight()).messages;
+        let calendar: Vec<OwnedMessage> =
+            read.into_iter().filter(|m| m.topic() == self.calendar_topic).collect();
         self.drop_group_buffers();
-        self.merge().hold(true);
+        let mut merge = self.merge();
+        merge.put_back(calendar);
+        merge.hold(true);
         self.pipeline.set_owned(Some(Default::default()));
     }
 }

@@ -42,7 +42,12 @@ struct Queue {
 impl Queue {
     fn caught_up(&self) -> Option<bool> {
         let high = self.high?;
-        Some(self.next.or(self.low)? >= high)
+        // After retention the stored position may lie before the log's start.
+        let at = match (self.next, self.low) {
+            (Some(next), Some(low)) => next.max(low),
+            (next, low) => next.or(low)?,
+        };
+        Some(at >= high)
     }
 
     /// The order key of the head: timestamp, contract table order, partition, offset.
@@ -150,6 +155,17 @@ impl Merge {
         self.blocked_since = None;
     }
 
+    /// Puts messages that left but were not applied back at the head of their queues (in the
+    /// order they left), to leave again in turn.
+    pub fn put_back(&mut self, messages: Vec<OwnedMessage>) {
+        for m in messages.into_iter().rev() {
+            if let Some(q) = self.find(m.topic(), m.partition()) {
+                q.buf.push_front(m);
+                self.buffered += 1;
+            }
+        }
+    }
+
     /// Buffers a message; `false` (and dropped) when its partition is not assigned.
     pub fn push(&mut self, m: OwnedMessage) -> bool {
         let Some(q) = self.find(m.topic(), m.partition()) else { return false };
@@ -235,13 +251,17 @@ impl Merge {
             return Next::AskWatermarks(ask);
         }
         if behind {
+            // Once waited out, messages go on until the partition behind delivers (as Kafka
+            // Streams' enforced processing): a partition that never catches up (offsets that
+            // skip, as transaction markers do) does not cost 2 s a message.
             let since = *self.blocked_since.get_or_insert(now);
             if now.duration_since(since) < self.max_idle {
                 return Next::Wait;
             }
             self.forced += 1;
+        } else {
+            self.blocked_since = None;
         }
-        self.blocked_since = None;
         match self.queues[head].buf.pop_front() {
             Some(m) => {
                 self.buffered -= 1;
@@ -343,7 +363,32 @@ mod tests {
         assert!(matches!(m.next(t0), Next::Wait));
         let later = t0 + Duration::from_secs(6);
         assert!(matches!(m.next(later), Next::Ready(_)));
-        assert_eq!(m.forced, 1);
+        // Waited out once: the next goes too, while the partition behind has not delivered.
+        assert!(matches!(m.next(later), Next::Ready(_)));
+        assert_eq!(m.forced, 2);
+        // Nothing behind any more: the next partition to fall behind is waited for anew.
+        m.set_watermarks("a", 0, 0, 0);
+        m.set_watermarks("b", 0, 0, 1);
+        m.set_watermarks("c", 0, 0, 2);
+        m.push(msg("c", 0, 1, 80));
+        assert!(matches!(m.next(later), Next::Ready(_)));
+        assert_eq!(m.forced, 2);
+        m.raise_high("b", 0, 3);
+        m.set_watermarks("c", 0, 0, 3);
+        m.push(msg("c", 0, 2, 90));
+        assert!(matches!(m.next(later), Next::Wait), "b is behind: c waits");
+    }
+
+    #[test]
+    fn messages_put_back_leave_again_first_in_their_order() {
+        let mut m = merge();
+        for t in ["a", "b", "c"] {
+            m.set_watermarks(t, 0, 0, 0);
+        }
+        m.push(msg("a", 0, 2, 30));
+        m.put_back(vec![msg("a", 0, 0, 10), msg("a", 0, 1, 20)]);
+        let got: Vec<i64> = drain(&mut m, Instant::now()).into_iter().map(|(_, o)| o).collect();
+        assert_eq!(got, vec![0, 1, 2]);
     }
 
     #[test]

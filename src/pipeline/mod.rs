@@ -267,20 +267,15 @@ impl Pipeline {
             }
             // The school days the event closes pass before it is applied.
             if let Some((first, last)) = day_state.clock.observe(&event) {
-                let mut day = first;
-                while day <= last {
-                    self.pass_day(
-                        &mut fold,
-                        day_state,
-                        owned.as_ref(),
-                        day,
-                        &event,
-                        source_ms,
-                        &mut out,
-                    )?;
-                    let Some(next) = day.next_day() else { break };
-                    day = next;
-                }
+                self.pass_days(
+                    &mut fold,
+                    day_state,
+                    owned.as_ref(),
+                    (first, last),
+                    &event,
+                    source_ms,
+                    &mut out,
+                )?;
             }
             if calendar {
                 match day_state.calendars.apply(&event) {
@@ -365,15 +360,16 @@ impl Pipeline {
         Ok(report.committed(&self.telemetry, batch.len(), &raised, reads, started.elapsed()))
     }
 
-    /// School day `day` has ended: every watched student of the owned partitions is counted
-    /// again, in (partition, student) order. `event` is the record that closed the day.
+    /// School days `first` to `last` have ended: every watched student of the owned partitions
+    /// is counted again, day by day, in (partition, student) order. `event` is the record that
+    /// closed the days.
     #[allow(clippy::too_many_arguments)]
-    fn pass_day(
+    fn pass_days(
         &self,
         fold: &mut fold::Fold<'_>,
         day_state: &days::DayState,
         owned: Option<&BTreeSet<i32>>,
-        day: Date,
+        (first, last): (Date, Date),
         event: &Event<'_>,
         source_ms: i64,
         out: &mut Out<'_>,
@@ -386,11 +382,24 @@ impl Pipeline {
                 students.insert((t.partition, id.clone()));
             }
         }
-        for (partition, id) in students {
-            let touched = fold.state(&id, partition)?;
-            let state = &mut touched.stored.state;
-            let changes = state.pass_day(&id, day, &self.rules, &day_state.calendars);
-            self.emit(&id, state, &changes, day, event, source_ms, out);
+        // Passing days only ever take students off the list (a present day raises nothing new).
+        let mut day = first;
+        while day <= last && !students.is_empty() {
+            let mut done = Vec::new();
+            for (partition, id) in &students {
+                let touched = fold.state(id, *partition)?;
+                let state = &mut touched.stored.state;
+                let changes = state.pass_day(id, day, &self.rules, &day_state.calendars);
+                self.emit(id, state, &changes, day, event, source_ms, out);
+                if !state.watch(&self.rules) {
+                    done.push((*partition, id.clone()));
+                }
+            }
+            for student in &done {
+                students.remove(student);
+            }
+            let Some(next) = day.next_day() else { break };
+            day = next;
         }
         Ok(())
     }
