@@ -455,13 +455,7 @@ proptest! {
         repeats in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..20),
     ) {
         let rules = Rules::default();
-        let mut with_dups = events.clone();
-        for (which, at) in repeats {
-            let i = which.index(events.len());
-            let original = with_dups.iter().position(|e| e.event_id == events[i].event_id).unwrap();
-            let at = original + 1 + at.index(with_dups.len() - original);
-            with_dups.insert(at, events[i].clone());
-        }
+        let with_dups = with_repeats(&events, &repeats);
         let (once, _) = fold_all(&events, &rules);
         let (twice, _) = fold_all(&with_dups, &rules);
         prop_assert_eq!(once, twice);

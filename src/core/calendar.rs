@@ -60,25 +60,19 @@ impl Calendars {
             retracted,
             version: Version::of(event),
         };
-        let days = self.schools.entry(CompactString::from(&*event.school_id)).or_default();
-        match days.binary_search_by(|r| r.date.cmp(&event.date)) {
-            Ok(i) if days[i].version == rec.version => CalendarOutcome::Duplicate,
-            Ok(i) if days[i].version > rec.version => CalendarOutcome::Lost,
-            Ok(i) => {
-                let was = days[i].is_school_day();
+        match self.record(&event.school_id, event.date) {
+            Some(old) if old.version == rec.version => CalendarOutcome::Duplicate,
+            Some(old) if old.version > rec.version => CalendarOutcome::Lost,
+            old => {
+                let was = old.is_some_and(CalendarRecord::is_school_day);
                 let now = rec.is_school_day();
-                days[i] = rec;
+                self.restore(&event.school_id, rec);
                 CalendarOutcome::Changed { was, now }
-            }
-            Err(i) => {
-                let now = rec.is_school_day();
-                days.insert(i, rec);
-                CalendarOutcome::Changed { was: false, now }
             }
         }
     }
 
-    /// Puts a stored record back (a store loads the table with this).
+    /// Keeps `rec` as the record of its school and date (a store loads the table with this).
     pub fn restore(&mut self, school_id: &str, rec: CalendarRecord) {
         let days = self.schools.entry(CompactString::from(school_id)).or_default();
         match days.binary_search_by(|r| r.date.cmp(&rec.date)) {
@@ -112,16 +106,6 @@ impl Calendars {
             .take_while(move |r| r.date <= last)
             .filter(|r| r.is_school_day())
             .map(|r| r.date)
-    }
-
-    /// Whether any school has a calendar record.
-    pub fn is_empty(&self) -> bool {
-        self.schools.is_empty()
-    }
-
-    /// Every record, by school.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &CalendarRecord)> {
-        self.schools.iter().flat_map(|(s, days)| days.iter().map(move |r| (s.as_str(), r)))
     }
 }
 

@@ -138,22 +138,17 @@ impl<R: Rebalance> ClientContext for Context<R> {
     /// librdkafka's statistics (every 5 s): the consumer lag of each assigned partition.
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut lags = Vec::new();
-        let mut highs = Vec::new();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 // -1: the internal "unassigned" partition; a negative lag: not known yet.
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     lags.push((topic.clone(), *partition, p.consumer_lag));
                 }
-                // What a read_committed consumer can reach: the last stable offset.
-                let high = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
-                if *partition >= 0 && high >= 0 {
-                    highs.push((topic.clone(), *partition, high));
-                }
             }
         }
         self.telemetry.lag(&lags);
-        *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner) = highs;
+        *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner) =
+            high_watermarks(&statistics);
     }
 }
 
@@ -224,17 +219,25 @@ impl GlobalContext {
 
 impl ClientContext for GlobalContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut highs = Vec::new();
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                let high = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
-                if *partition >= 0 && high >= 0 {
-                    highs.push((topic.clone(), *partition, high));
-                }
-            }
-        }
-        *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner) = highs;
+        *self.watermarks.lock().unwrap_or_else(PoisonError::into_inner) =
+            high_watermarks(&statistics);
     }
 }
 
 impl ConsumerContext for GlobalContext {}
+
+/// `(topic, partition, high watermark)` of every partition the statistics know one of: what a
+/// read_committed consumer can reach, the last stable offset (the high watermark without it).
+fn high_watermarks(statistics: &rdkafka::Statistics) -> Vec<(String, i32, i64)> {
+    let mut highs = Vec::new();
+    for (topic, t) in &statistics.topics {
+        for (partition, p) in &t.partitions {
+            let high = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+            // -1: the internal "unassigned" partition.
+            if *partition >= 0 && high >= 0 {
+                highs.push((topic.clone(), *partition, high));
+            }
+        }
+    }
+    highs
+}

@@ -68,28 +68,26 @@ fn from_julian(day: i64) -> Option<Date> {
     Date::from_julian_day(i32::try_from(day).ok()?).ok()
 }
 
+/// The keys of a by-partition index in `partitions` (every partition: `None`).
+fn keys_of(
+    table: &Table<PartitionText, Nothing>,
+    store: &Store,
+    partitions: Option<&BTreeSet<i32>>,
+) -> Result<Vec<(i32, String)>, StoreError> {
+    let items: Box<dyn Iterator<Item = _>> = match partitions {
+        Some(ps) => Box::new(ps.iter().flat_map(|p| table.iter_partition(store, *p))),
+        None => Box::new(table.iter(store)),
+    };
+    items.map(|item| item.map(|(key, ())| key)).collect()
+}
+
 /// The stored watched students of `partitions` (every partition: `None`), in (partition,
 /// student) order.
 pub fn watched(
     store: &Store,
     partitions: Option<&BTreeSet<i32>>,
 ) -> Result<BTreeSet<(i32, String)>, StoreError> {
-    let mut out = BTreeSet::new();
-    match partitions {
-        Some(ps) => {
-            for p in ps {
-                for item in WATCHED.iter_partition(store, *p) {
-                    out.insert(item?.0);
-                }
-            }
-        }
-        None => {
-            for item in WATCHED.iter(store) {
-                out.insert(item?.0);
-            }
-        }
-    }
-    Ok(out)
+    Ok(keys_of(&WATCHED, store, partitions)?.into_iter().collect())
 }
 
 /// The stored students ever enrolled at `school_id` in `partitions` (every partition: `None`).
@@ -98,35 +96,15 @@ pub fn enrolled_at(
     partitions: Option<&BTreeSet<i32>>,
     school_id: &str,
 ) -> Result<BTreeSet<(i32, String)>, StoreError> {
-    let mut out = BTreeSet::new();
-    let mut keep = |item: Result<((i32, String), ()), StoreError>| -> Result<(), StoreError> {
-        let ((p, key), ()) = item?;
-        if partitions.is_none_or(|ps| ps.contains(&p))
-            && let Some((school, student)) = key.split_once('\0')
-            && school == school_id
-        {
-            out.insert((p, student.to_owned()));
-        }
-        Ok(())
+    let keys = keys_of(&ENROLLED, store, partitions)?;
+    let at = |(p, key): &(i32, String)| {
+        let (school, student) = key.split_once('\0')?;
+        (school == school_id).then(|| (*p, student.to_owned()))
     };
-    match partitions {
-        Some(ps) => {
-            for p in ps {
-                for item in ENROLLED.iter_partition(store, *p) {
-                    keep(item)?;
-                }
-            }
-        }
-        None => {
-            for item in ENROLLED.iter(store) {
-                keep(item)?;
-            }
-        }
-    }
-    Ok(out)
+    Ok(keys.iter().filter_map(at).collect())
 }
 
-/// The [`ENROLLED`] key text of a student at a school.
-pub fn enrolled_key(school_id: &str, student_id: &str) -> String {
-    format!("{school_id}\0{student_id}")
+/// Notes that `student_id` (of `partition`) was enrolled at `school_id`.
+pub fn put_enrolled(batch: &mut Batch<'_>, partition: i32, school_id: &str, student_id: &str) {
+    ENROLLED.put(batch, &(partition, &format!("{school_id}\0{student_id}")), &());
 }

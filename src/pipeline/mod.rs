@@ -83,11 +83,6 @@ impl Topics {
         [a, d, g, r, e, &self.calendar]
     }
 
-    /// The place of `topic` in [`Topics::all_inputs`] (`usize::MAX`: not an input).
-    pub fn order_of(&self, topic: &str) -> usize {
-        self.all_inputs().iter().position(|t| *t == topic).unwrap_or(usize::MAX)
-    }
-
     /// The two outputs.
     pub fn outputs(&self) -> [&str; 2] {
         [&self.flags, &self.dead_letter]
@@ -323,16 +318,19 @@ impl Pipeline {
                 out.facts.extend(planner.facts(&event, state, &changes, &out.today));
             }
             if let EventBody::Enrolled { .. } = event.body {
-                enrolled
-                    .push((m.partition, days::enrolled_key(&event.school_id, &event.student_id)));
+                enrolled.push((
+                    m.partition,
+                    event.school_id.to_string(),
+                    event.student_id.to_string(),
+                ));
             }
         }
 
         let Out { outputs, mut report, facts, today } = out;
         let mut commit = self.store.batch();
         fold.write(&mut commit);
-        for (partition, key) in &enrolled {
-            days::ENROLLED.put(&mut commit, &(*partition, key), &());
+        for (partition, school, student) in &enrolled {
+            days::put_enrolled(&mut commit, *partition, school, student);
         }
         for (school, record) in &calendar_writes {
             days::write_calendar(&mut commit, school, record);
@@ -413,18 +411,15 @@ impl Pipeline {
         fold: &mut fold::Fold<'_>,
         day_state: &days::DayState,
         owned: Option<&BTreeSet<i32>>,
-        enrolled_in_batch: &[(i32, String)],
+        enrolled_in_batch: &[(i32, String, String)],
         event: &Event<'_>,
         source_ms: i64,
         out: &mut Out<'_>,
     ) -> Result<(), StoreError> {
         let mut students = days::enrolled_at(&self.store, owned, &event.school_id)?;
-        for (partition, key) in enrolled_in_batch {
-            if let Some((school, student)) = key.split_once('\0')
-                && school == &*event.school_id
-                && owned.is_none_or(|o| o.contains(partition))
-            {
-                students.insert((*partition, student.to_owned()));
+        for (partition, school, student) in enrolled_in_batch {
+            if *school == event.school_id && owned.is_none_or(|o| o.contains(partition)) {
+                students.insert((*partition, student.clone()));
             }
         }
         let days = Days::new(&day_state.calendars, day_state.clock.closed_through());

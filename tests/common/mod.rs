@@ -171,3 +171,19 @@ pub fn replayed<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Value> {
         .map(|l| without_emitted_at(serde_json::from_slice(l).expect("flag events are JSON")))
         .collect()
 }
+
+/// `events` with some of them sent again: each `(which, at)` repeats one event somewhere after
+/// its first copy.
+pub fn with_repeats(
+    events: &[Event<'static>],
+    repeats: &[(proptest::sample::Index, proptest::sample::Index)],
+) -> Vec<Event<'static>> {
+    let mut out = events.to_vec();
+    for (which, at) in repeats {
+        let i = which.index(events.len());
+        let original = out.iter().position(|e| e.event_id == events[i].event_id).expect("in");
+        let at = original + 1 + at.index(out.len() - original);
+        out.insert(at, events[i].clone());
+    }
+    out
+}
