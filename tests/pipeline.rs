@@ -173,39 +173,95 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     // cache, a cache far smaller than the district (emptied when full), and one that holds it all
     // (dropped now and then, as on a rebalance).
     for cache in [0, 40_000, 64 << 20] {
-        let dir = tempfile::tempdir().unwrap();
-        let p = pipeline(&dir).with_cache_bytes(cache);
-        let topics = Topics::default();
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut offsets = [0i64; 4];
-        let mut at = 0;
-        while at < messages.len() {
-            let n = rng.random_range(1..400).min(messages.len() - at);
-            let batch: Vec<InputMessage<'_>> = messages[at..at + n]
-                .iter()
-                .map(|m| {
-                    let partition =
-                        (xxhash_rust::xxh3::xxh3_64(m.student_id.as_bytes()) % 4) as usize;
-                    offsets[partition] += 1;
-                    InputMessage {
-                        topic: topics.input_of(m.kind),
-                        partition: partition as i32,
-                        offset: offsets[partition] - 1,
-                        key: Some(m.student_id.as_bytes()),
-                        payload: Some(m.json.as_bytes()),
-                        timestamp_ms: None,
-                    }
-                })
-                .collect();
-            p.process(&batch, jiff::Timestamp::now()).unwrap();
-            if rng.random_ratio(1, 10) {
-                p.forget_cached();
-            }
-            at += n;
+        assert_eq!(through_pipeline(&messages, cache), expected, "cache of {cache} bytes");
+    }
+}
+
+/// What the pipeline publishes for `messages`, in batches of random sizes, students spread over
+/// 4 partitions, with a state cache of `cache` bytes (dropped now and then, as on a rebalance).
+fn through_pipeline(messages: &[ontrack::synth::SynthEvent], cache: usize) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir).with_cache_bytes(cache);
+    let topics = Topics::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut offsets = [0i64; 4];
+    let mut at = 0;
+    while at < messages.len() {
+        let n = rng.random_range(1..400).min(messages.len() - at);
+        let batch: Vec<InputMessage<'_>> = messages[at..at + n]
+            .iter()
+            .map(|m| {
+                let partition = (xxhash_rust::xxh3::xxh3_64(m.student_id.as_bytes()) % 4) as usize;
+                offsets[partition] += 1;
+                InputMessage {
+                    topic: topics.input_of(m.kind),
+                    partition: partition as i32,
+                    offset: offsets[partition] - 1,
+                    key: Some(m.student_id.as_bytes()),
+                    payload: Some(m.json.as_bytes()),
+                    timestamp_ms: None,
+                }
+            })
+            .collect();
+        p.process(&batch, jiff::Timestamp::now()).unwrap();
+        if rng.random_ratio(1, 10) {
+            p.forget_cached();
         }
-        let published: Vec<Value> =
-            outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect();
-        assert_eq!(published, expected, "cache of {cache} bytes");
+        at += n;
+    }
+    outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect()
+}
+
+/// Flag events by student, in order.
+fn per_student(flags: &[Value]) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut map = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    for f in flags {
+        map.entry(f["student_id"].as_str().unwrap().to_owned()).or_default().push(f.clone());
+    }
+    map
+}
+
+/// Contract v1.1 in the service's unit of work: a mixed district (absence-only schools with
+/// calendars, enrollments, transfers, a snow day) plus two weeks called off afterwards, so
+/// that days passing (the watched index) and a calendar change (the enrollment index) re-evaluate
+/// students from the store: per student, the flags `replay` gives.
+#[test]
+fn days_passing_and_calendar_changes_give_replays_flags() {
+    let spec = ontrack::synth::DistrictSpec {
+        students: 400,
+        schools: 4,
+        days: 45,
+        feed: ontrack::synth::Feed::Mixed,
+        ..Default::default()
+    };
+    let mut district = ontrack::synth::District::new(spec);
+    let dates = district.dates().to_vec();
+    let mut messages: Vec<ontrack::synth::SynthEvent> = Vec::new();
+    for d in 0..45 {
+        messages.extend(district.day(d));
+        if d == 30 {
+            // Two weeks (days 11 to 20) at sch-01 are called off after all, recorded on day 30.
+            for off in 11..=20 {
+                let json = serde_json::json!({"type": "calendar",
+                    "event_id": format!("called-off-{off}"), "school_id": "sch-01",
+                    "date": dates[off].to_string(),
+                    "recorded_at": format!("{}T07:00:00-05:00", dates[30]), "instructional": false});
+                messages.push(ontrack::synth::SynthEvent {
+                    kind: ontrack::core::EventKind::Calendar,
+                    student_id: "sch-01".into(),
+                    json: json.to_string(),
+                });
+            }
+        }
+    }
+    let expected = common::replayed(messages.iter().map(|m| m.json.as_str()));
+    let by_day = expected.iter().filter(|f| f["caused_by"].as_str().unwrap().starts_with("day:"));
+    assert!(by_day.count() > 10, "days passing change flags");
+    let called_off = |f: &&Value| f["caused_by"].as_str().unwrap().starts_with("called-off");
+    assert!(expected.iter().any(|f| called_off(&f)), "the calendar change does");
+    for cache in [0, 64 << 20] {
+        let got = through_pipeline(&messages, cache);
+        assert_eq!(per_student(&got), per_student(&expected), "cache of {cache} bytes");
     }
 }
 
