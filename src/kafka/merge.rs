@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use rdkafka::Message;
 use rdkafka::message::OwnedMessage;
 
+/// A partition buffering more than this is paused until it is down to half (at 5,000 the
+/// resume delay halved a backlog's throughput).
+const PAUSE_OVER: usize = 10_000;
+
 /// How long a partition's watermark is not asked again after it was.
 const ASK_AGAIN: Duration = Duration::from_secs(1);
 
@@ -77,8 +81,6 @@ pub struct Merge {
     order: Vec<String>,
     queues: Vec<Queue>,
     max_idle: Duration,
-    /// A partition buffering more than this is paused until it is down to half.
-    pause_over: usize,
     /// Since when the head has waited for a partition behind.
     blocked_since: Option<Instant>,
     /// Heads that left before a partition behind caught up.
@@ -96,7 +98,6 @@ impl Merge {
             order,
             queues: Vec::new(),
             max_idle,
-            pause_over: 10_000,
             blocked_since: None,
             forced: 0,
             held: false,
@@ -205,11 +206,8 @@ impl Merge {
     pub fn flow(&mut self) -> Vec<(String, i32, bool)> {
         let mut out = Vec::new();
         for q in &mut self.queues {
-            let pause = if q.paused {
-                q.buf.len() > self.pause_over / 2
-            } else {
-                q.buf.len() > self.pause_over
-            };
+            let pause =
+                if q.paused { q.buf.len() > PAUSE_OVER / 2 } else { q.buf.len() > PAUSE_OVER };
             if pause != q.paused {
                 q.paused = pause;
                 out.push((q.topic.clone(), q.partition, pause));
