@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod edfi;
 pub mod http;
 pub mod kafka;
 pub mod loadgen;

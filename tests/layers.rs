@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("shutdown", 0),
     // Pure on the core: the output contract, the seeded synthetic district.
     ("output", 1),
+    ("edfi", 1),
     ("synth", 1),
     // The store and telemetry know nothing of what they hold or count.
     ("store", 2),

@@ -1,0 +1,444 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::core::decode;
+
+const EXCUSED: &str = "uri://ed-fi.org/AttendanceEventCategoryDescriptor#Excused Absence";
+const UNEXCUSED: &str = "uri://ed-fi.org/AttendanceEventCategoryDescriptor#Unexcused Absence";
+const TARDY: &str = "uri://ed-fi.org/AttendanceEventCategoryDescriptor#Tardy";
+
+fn attendance(date: &str, category: &str) -> Value {
+    json!({
+        "studentReference": {"studentUniqueId": "604822", "link": {"rel": "Student", "href": "/x"}},
+        "schoolReference": {"schoolId": 255901001},
+        "sessionReference": {"schoolId": 255901001, "schoolYear": 2022, "sessionName": "Fall"},
+        "eventDate": date,
+        "attendanceEventCategoryDescriptor": category
+    })
+}
+
+fn v1(uuid: &str, resource: &str, version: i64, modified: &str, document: Value) -> Vec<u8> {
+    json!({
+        "contractVersion": 1, "documentUuid": uuid, "projectName": "Ed-Fi",
+        "resourceName": resource, "resourceVersion": "5.2.0", "contentVersion": version,
+        "lastModifiedAt": modified, "document": document
+    })
+    .to_string()
+    .into_bytes()
+}
+
+struct Feed {
+    translator: Translator,
+    memory: Memories,
+}
+
+impl Feed {
+    fn new() -> Feed {
+        Feed { translator: Translator::default(), memory: Memories::default() }
+    }
+
+    fn send(&mut self, key: &str, value: Option<Vec<u8>>) -> Translation {
+        let t = self
+            .translator
+            .translate(&mut self.memory, Some(key.as_bytes()), value.as_deref())
+            .unwrap();
+        for e in &t.events {
+            // Every event is valid contract v1.1.
+            let decoded = decode::decode(e.json.as_bytes());
+            assert!(decoded.is_ok(), "{}: {:?}", e.json, decoded.err());
+        }
+        t
+    }
+
+    /// The events' JSON objects.
+    fn events(&mut self, key: &str, value: Option<Vec<u8>>) -> Vec<Value> {
+        let t = self.send(key, value);
+        assert_eq!(t.outcome, Outcome::Translated, "{t:?}");
+        t.events.iter().map(|e| serde_json::from_str(&e.json).unwrap()).collect()
+    }
+}
+
+fn statuses(events: &[Value]) -> Vec<(&str, &str)> {
+    events.iter().map(|e| (e["date"].as_str().unwrap(), e["status"].as_str().unwrap())).collect()
+}
+
+#[test]
+fn categories_of_one_day_combine_an_absence_winning_and_a_delete_undoes_its_part() {
+    let mut f = Feed::new();
+    let e = f.events(
+        "u-tardy",
+        Some(v1(
+            "u-tardy",
+            "StudentSchoolAttendanceEvent",
+            1,
+            "2021-09-08T13:00:00Z",
+            attendance("2021-09-08", TARDY),
+        )),
+    );
+    assert_eq!(statuses(&e), [("2021-09-08", "tardy")]);
+    assert_eq!(e[0]["event_id"], "edfi:u-tardy:1:a/2021-09-08");
+    assert_eq!(e[0]["student_id"], "604822");
+    assert_eq!(e[0]["school_id"], "255901001");
+    assert_eq!(e[0]["recorded_at"], "2021-09-08T13:00:00Z");
+
+    let e = f.events(
+        "u-abs",
+        Some(v1(
+            "u-abs",
+            "StudentSchoolAttendanceEvent",
+            1,
+            "2021-09-08T13:00:00Z",
+            attendance("2021-09-08", EXCUSED),
+        )),
+    );
+    assert_eq!(statuses(&e), [("2021-09-08", "absent_excused")]);
+    assert_eq!(
+        e[0]["recorded_at"], "2021-09-08T13:00:00.000001Z",
+        "the key's next event is later even when the documents were modified in the same second"
+    );
+
+    // Re-coded in Ed-Fi: the excused absence deleted, an unexcused one created.
+    let e = f.events("u-abs", None);
+    assert_eq!(statuses(&e), [("2021-09-08", "tardy")]);
+    assert_eq!(e[0]["event_id"], "edfi:u-abs:1-deleted:a/2021-09-08");
+    let e = f.events(
+        "u-unx",
+        Some(v1(
+            "u-unx",
+            "StudentSchoolAttendanceEvent",
+            1,
+            "2021-09-09T08:00:00Z",
+            attendance("2021-09-08", UNEXCUSED),
+        )),
+    );
+    assert_eq!(statuses(&e), [("2021-09-08", "absent_unexcused")]);
+
+    // Both gone: the day is retracted.
+    assert!(f.events("u-tardy", None).is_empty(), "the absence still wins");
+    let e = f.events("u-unx", None);
+    assert_eq!(statuses(&e), [("2021-09-08", "retracted")]);
+    assert_eq!(f.send("u-unx", None).outcome, Outcome::Stale, "a repeated tombstone");
+}
+
+#[test]
+fn content_versions_order_a_document_and_an_unchanged_one_writes_nothing() {
+    let mut f = Feed::new();
+    let doc = |v, date, cat| {
+        Some(v1(
+            "u1",
+            "StudentSchoolAttendanceEvent",
+            v,
+            "2021-09-08T13:00:00Z",
+            attendance(date, cat),
+        ))
+    };
+    assert_eq!(f.events("u1", doc(5, "2021-09-08", EXCUSED)).len(), 1);
+    assert_eq!(f.send("u1", doc(5, "2021-09-08", UNEXCUSED)).outcome, Outcome::Stale);
+    assert_eq!(f.send("u1", doc(4, "2021-09-08", UNEXCUSED)).outcome, Outcome::Stale);
+    assert!(f.events("u1", doc(6, "2021-09-08", EXCUSED)).is_empty(), "same meaning, new version");
+    // A new version moving the event to another day: the old day is retracted.
+    let e = f.events("u1", doc(7, "2021-09-09", EXCUSED));
+    assert_eq!(statuses(&e), [("2021-09-08", "retracted"), ("2021-09-09", "absent_excused")]);
+    assert_eq!(e[0]["event_id"], "edfi:u1:7:a/2021-09-08");
+    assert_eq!(e[1]["event_id"], "edfi:u1:7:a/2021-09-09");
+}
+
+#[test]
+fn the_debezium_row_form_reads_like_the_v1_contract() {
+    let row = |deleted: &str, modified: Value| {
+        json!({
+            "id": 42, "documentpartitionkey": 3, "documentuuid": "u-dbz",
+            "resourcename": "StudentSchoolAttendanceEvent", "resourceversion": "5.2.0",
+            "projectname": "Ed-Fi", "isdescriptor": false,
+            "edfidoc": attendance("2021-09-08", UNEXCUSED),
+            "lastmodifiedat": modified, "__deleted": deleted
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let mut f = Feed::new();
+    // Debezium's MicroTimestamp: microseconds since the epoch.
+    let e = f.events("42", Some(row("false", json!(1_631_106_000_000_000_i64))));
+    assert_eq!(statuses(&e), [("2021-09-08", "absent_unexcused")]);
+    assert_eq!(e[0]["recorded_at"], "2021-09-08T13:00:00Z");
+    assert_eq!(e[0]["event_id"], "edfi:u-dbz:m1631106000000000:a/2021-09-08");
+    assert_eq!(
+        f.send("42", Some(row("false", json!("2021-09-08T12:00:00")))).outcome,
+        Outcome::Stale
+    );
+    let e = f.events("42", Some(row("true", json!("2021-09-10T08:00:00Z"))));
+    assert_eq!(statuses(&e), [("2021-09-08", "retracted")]);
+    assert_eq!(e[0]["recorded_at"], "2021-09-10T08:00:00Z", "the delete's own time");
+    assert_eq!(
+        f.send("42", None).outcome,
+        Outcome::Skipped("delete of a document never read"),
+        "Debezium's tombstone is keyed by the row id, not the documentUuid"
+    );
+}
+
+#[test]
+fn bad_messages_and_unmapped_descriptors_are_rejected_with_a_reason() {
+    let mut f = Feed::new();
+    let reason = |t: Translation| match t.outcome {
+        Outcome::Rejected(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(reason(f.send("k", Some(b"{not json".to_vec()))).starts_with("not a JSON object"));
+    assert!(
+        reason(f.send("k", Some(b"{\"a\": 1}".to_vec()))).starts_with("neither a DMS CDC message")
+    );
+    let r = reason(f.send(
+        "u",
+        Some(v1(
+            "u",
+            "StudentSchoolAttendanceEvent",
+            1,
+            "2021-09-08T13:00:00Z",
+            attendance(
+                "2021-09-08",
+                "uri://district.org/AttendanceEventCategoryDescriptor#Field Trip",
+            ),
+        )),
+    ));
+    assert!(
+        r.starts_with(
+            "StudentSchoolAttendanceEvent: attendanceEventCategoryDescriptor \"uri://district.org/"
+        ),
+        "{r}"
+    );
+    let r = reason(f.send(
+        "u",
+        Some(v1(
+            "u",
+            "StudentSchoolAttendanceEvent",
+            1,
+            "yesterday",
+            attendance("2021-09-08", TARDY),
+        )),
+    ));
+    assert_eq!(r, "lastModifiedAt: not an RFC 3339 time");
+    let r = reason(f.send(
+        "u",
+        Some(v1(
+            "u",
+            "StudentSchoolAttendanceEvent",
+            1,
+            "2021-09-08T13:00:00Z",
+            json!({"eventDate": "2021-09-08"}),
+        )),
+    ));
+    assert_eq!(r, "StudentSchoolAttendanceEvent: studentReference: missing");
+    // A rejected message changes nothing: the same document read later is new.
+    assert_eq!(
+        f.events(
+            "u",
+            Some(v1(
+                "u",
+                "StudentSchoolAttendanceEvent",
+                1,
+                "2021-09-08T13:00:00Z",
+                attendance("2021-09-08", TARDY)
+            ))
+        )
+        .len(),
+        1
+    );
+
+    let t = f.send(
+        "s",
+        Some(v1("s", "Student", 1, "2021-09-08T13:00:00Z", json!({"studentUniqueId": "1"}))),
+    );
+    assert_eq!((t.resource, t.outcome), (None, Outcome::Skipped("resource not used")));
+    assert_eq!(f.send("never", None).outcome, Outcome::Skipped("delete of a document never read"));
+}
+
+fn grade(letter: &str) -> Value {
+    json!({
+        "gradeTypeDescriptor": "uri://ed-fi.org/GradeTypeDescriptor#Grading Period",
+        "gradingPeriodReference": {
+            "gradingPeriodDescriptor": "uri://ed-fi.org/GradingPeriodDescriptor#Second Six Weeks",
+            "gradingPeriodName": "Second Six Weeks", "schoolId": 255901001, "schoolYear": 2022
+        },
+        "studentSectionAssociationReference": {
+            "beginDate": "2021-08-23", "localCourseCode": "ALG-1-L", "schoolId": 255901001,
+            "schoolYear": 2022, "sectionIdentifier": "S1", "sessionName": "2021-2022 Fall Semester",
+            "studentUniqueId": "604822"
+        },
+        "letterGradeEarned": letter
+    })
+}
+
+fn course(subject: &str) -> Value {
+    json!({
+        "courseCode": "ALG-1", "courseTitle": "Algebra I", "numberOfParts": 1,
+        "educationOrganizationReference": {"educationOrganizationId": 255901},
+        "academicSubjects": [{"academicSubjectDescriptor": format!("uri://ed-fi.org/AcademicSubjectDescriptor#{subject}")}]
+    })
+}
+
+#[test]
+fn a_grade_takes_its_subject_from_the_course_catalogue_through_the_offering() {
+    let mut f = Feed::new();
+    let e = f.events("g1", Some(v1("g1", "Grade", 1, "2021-10-15T16:00:00Z", grade("F"))));
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["subject"], "other", "course not known yet");
+    assert_eq!(e[0]["course_code"], "ALG-1-L");
+    assert_eq!(e[0]["grading_period"], "2022-02-0-Second Six Weeks");
+    assert_eq!(e[0]["section_id"], "255901001/2022/2021-2022 Fall Semester/ALG-1-L/S1");
+    assert_eq!(e[0]["date"], "2021-10-15");
+    assert_eq!(e[0]["letter_grade"], "F");
+
+    // The course is known under its catalogue code; the offering maps the local code to it.
+    assert!(
+        f.events("c1", Some(v1("c1", "Course", 1, "2021-08-01T00:00:00Z", course("Mathematics"))))
+            .is_empty()
+    );
+    let offering = json!({
+        "localCourseCode": "ALG-1-L",
+        "courseReference": {"courseCode": "ALG-1", "educationOrganizationId": 255901},
+        "schoolReference": {"schoolId": 255901001},
+        "sessionReference": {"schoolId": 255901001, "schoolYear": 2022, "sessionName": "2021-2022 Fall Semester"}
+    });
+    let e = f.events("o1", Some(v1("o1", "CourseOffering", 1, "2021-08-01T00:00:00Z", offering)));
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (e[0]["subject"].as_str(), e[0]["course_code"].as_str()),
+        (Some("math"), Some("ALG-1"))
+    );
+    assert_eq!(
+        e[0]["event_id"],
+        "edfi:o1:1:g/255901001/2022/2021-2022 Fall Semester/ALG-1-L/S1/2022-02-0-Second Six Weeks"
+    );
+
+    // The course's subject corrected: its grades follow; a corrected grade keeps the subject.
+    let e = f.events("c1", Some(v1("c1", "Course", 2, "2021-08-02T00:00:00Z", course("Science"))));
+    assert_eq!(e[0]["subject"], "science");
+    let e = f.events("g1", Some(v1("g1", "Grade", 2, "2021-10-16T16:00:00Z", grade("C"))));
+    assert_eq!(
+        (e[0]["subject"].as_str(), e[0]["letter_grade"].as_str()),
+        (Some("science"), Some("C"))
+    );
+    // The grade deleted: retracted, and no longer looked up when the course changes.
+    let e = f.events("g1", None);
+    assert_eq!(e[0]["retracted"], true);
+    assert!(
+        f.events("c1", Some(v1("c1", "Course", 3, "2021-08-03T00:00:00Z", course("Mathematics"))))
+            .is_empty()
+    );
+}
+
+#[test]
+fn enrollments_calendars_and_discipline_become_their_contract_events() {
+    let mut f = Feed::new();
+    let ssa = |exit: Option<&str>| {
+        let mut d = json!({
+            "studentReference": {"studentUniqueId": "604822"}, "schoolReference": {"schoolId": 255901001},
+            "entryDate": "2021-08-23", "entryGradeLevelDescriptor": "uri://ed-fi.org/GradeLevelDescriptor#Ninth grade"
+        });
+        if let Some(x) = exit {
+            d["exitWithdrawDate"] = json!(x);
+        }
+        d
+    };
+    let e = f.events(
+        "e1",
+        Some(v1("e1", "StudentSchoolAssociation", 1, "2021-08-16T15:00:00Z", ssa(None))),
+    );
+    assert_eq!(
+        (e[0]["type"].as_str(), e[0]["date"].as_str()),
+        (Some("enrollment"), Some("2021-08-23"))
+    );
+    assert_eq!(e[0]["exit_date"], Value::Null);
+    let e = f.events(
+        "e1",
+        Some(v1(
+            "e1",
+            "StudentSchoolAssociation",
+            2,
+            "2021-10-30T15:00:00Z",
+            ssa(Some("2021-10-29")),
+        )),
+    );
+    assert_eq!(e[0]["exit_date"], "2021-10-29");
+
+    let day = |event: &str| {
+        json!({
+            "calendarReference": {"calendarCode": "2022", "schoolId": 255901001, "schoolYear": 2022},
+            "date": "2021-09-06",
+            "calendarEvents": [{"calendarEventDescriptor": format!("uri://ed-fi.org/CalendarEventDescriptor#{event}")}]
+        })
+    };
+    let t =
+        f.send("cal", Some(v1("cal", "CalendarDate", 1, "2021-08-01T09:00:00Z", day("Holiday"))));
+    assert_eq!(t.events[0].kind, EventKind::Calendar);
+    assert_eq!(t.events[0].key, "255901001", "calendars are keyed by school");
+    let e: Value = serde_json::from_str(&t.events[0].json).unwrap();
+    assert_eq!((e["instructional"].as_bool(), e.get("student_id")), (Some(false), None));
+    // A second calendar of the school makes it a school day there.
+    let e = f.events(
+        "cal2",
+        Some(v1("cal2", "CalendarDate", 1, "2021-08-01T09:00:00Z", day("Instructional day"))),
+    );
+    assert_eq!(e[0]["instructional"], true);
+    assert!(f.events("cal", None).is_empty());
+    assert_eq!(f.events("cal2", None)[0]["retracted"], true);
+
+    let action = json!({
+        "disciplineActionIdentifier": "7", "disciplineDate": "2021-10-01",
+        "studentReference": {"studentUniqueId": "604822"},
+        "responsibilitySchoolReference": {"schoolId": 255901001},
+        "disciplines": [{"disciplineDescriptor": "uri://ed-fi.org/DisciplineDescriptor#In School Suspension"}]
+    });
+    let e = f.events("d1", Some(v1("d1", "DisciplineAction", 1, "2021-10-01T15:30:00Z", action)));
+    assert_eq!(
+        (e[0]["action"].as_str(), e[0]["referral_id"].as_str()),
+        (Some("in_school_suspension"), Some("7@2021-10-01"))
+    );
+    assert_eq!(e[0]["behavior"], "unspecified");
+}
+
+#[test]
+fn the_same_messages_from_the_same_memory_give_the_same_events() {
+    let messages: Vec<(String, Option<Vec<u8>>)> = vec![
+        (
+            "a".into(),
+            Some(v1(
+                "a",
+                "StudentSchoolAttendanceEvent",
+                1,
+                "2021-09-08T13:00:00Z",
+                attendance("2021-09-08", TARDY),
+            )),
+        ),
+        (
+            "b".into(),
+            Some(v1(
+                "b",
+                "StudentSchoolAttendanceEvent",
+                1,
+                "2021-09-08T13:00:00Z",
+                attendance("2021-09-08", EXCUSED),
+            )),
+        ),
+        ("a".into(), None),
+        (
+            "b".into(),
+            Some(v1(
+                "b",
+                "StudentSchoolAttendanceEvent",
+                2,
+                "2021-09-08T14:00:00Z",
+                attendance("2021-09-09", EXCUSED),
+            )),
+        ),
+    ];
+    let run = || {
+        let mut f = Feed::new();
+        messages.iter().flat_map(|(k, v)| f.send(k, v.clone()).events).collect::<Vec<_>>()
+    };
+    let first = run();
+    assert_eq!(first.len(), 4);
+    assert_eq!(first, run());
+}
