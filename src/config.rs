@@ -26,6 +26,9 @@ pub struct Config {
     pub store: crate::store::StoreOptions,
     pub notify: NotifyConfig,
     pub admin: AdminConfig,
+    /// `ontrack edfi`: the DMS change topic, the translator's store and admin address, and the
+    /// descriptor mappings.
+    pub edfi: crate::edfi::EdfiConfig,
     /// For demos and tests: the service's clock starts at this RFC 3339 instant (and runs at
     /// normal speed), which sets what "today" is for absence alerts. Empty: the system clock.
     pub clock_start: String,
@@ -71,6 +74,7 @@ impl Default for Config {
             store: crate::store::StoreOptions::default(),
             notify: NotifyConfig::default(),
             admin: AdminConfig::default(),
+            edfi: crate::edfi::EdfiConfig::default(),
             clock_start: String::new(),
         }
     }
@@ -156,6 +160,9 @@ impl Config {
         if self.store.memtable_mib == 0 {
             return fail("store.memtable_mib", "must be at least 1 (MiB of memtable)");
         }
+        if let Err((key, why)) = crate::edfi::Mapping::new(&self.edfi) {
+            return fail(&key, &why);
+        }
         let t = &self.topics;
         let names = [
             ("topics.attendance", &t.attendance),
@@ -166,6 +173,7 @@ impl Config {
             ("topics.calendar", &t.calendar),
             ("topics.flags", &t.flags),
             ("topics.dead_letter", &t.dead_letter),
+            ("edfi.topic", &self.edfi.topic),
         ];
         for (i, (key, name)) in names.iter().enumerate() {
             if name.is_empty() || name.len() > 249 {

@@ -20,3 +20,4 @@ pub mod shutdown;
 pub mod store;
 pub mod synth;
 pub mod telemetry;
+pub mod translator;

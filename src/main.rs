@@ -98,6 +98,32 @@ enum Command {
         #[arg(long, default_value = "")]
         topic_prefix: String,
     },
+    /// The Ed-Fi translator: Ed-Fi DMS change messages in, contract v1.1 events out. Live, it
+    /// reads edfi.topic and produces into the input topics; with --events and --out it
+    /// translates a JSON-Lines export instead ({"key": "<documentUuid>", "value": <message or
+    /// null>} a line), for back-testing with `ontrack replay`.
+    Edfi {
+        /// Config file (TOML): [edfi] (topic, data_dir, admin_addr, descriptor mappings),
+        /// [kafka], [topics]; ONTRACK__SECTION__KEY variables override it.
+        #[arg(long, value_name = "FILE.toml")]
+        config: Option<PathBuf>,
+        /// Kafka bootstrap servers (kafka.brokers) [default: 127.0.0.1:9092].
+        #[arg(long, value_name = "HOST:PORT")]
+        brokers: Option<String>,
+        /// Offline: the DMS messages to translate; `-` reads standard input.
+        #[arg(long, value_name = "DMS.jsonl", requires = "out")]
+        events: Option<PathBuf>,
+        /// Offline: where the contract events go, one a line; `-` writes standard output.
+        #[arg(long, value_name = "EVENTS.jsonl", requires = "events")]
+        out: Option<PathBuf>,
+        /// Offline: where rejected lines go, with their line number and reason
+        /// [default: EVENTS.jsonl.rejected].
+        #[arg(long, value_name = "FILE", requires = "events")]
+        dead_letter: Option<PathBuf>,
+        /// Log lines as JSON objects (for log shippers) or human-readable text.
+        #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+        log_format: LogFormat,
+    },
     /// Write a seeded synthetic district as JSON Lines (made-up students, for trying things out).
     Synth {
         #[command(flatten)]
@@ -182,25 +208,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown.on_signals().context("cannot install the signal handlers")?;
             ontrack::service::run(&config, rules, &shutdown)
         }
+        Command::Edfi { config, brokers, events, out, dead_letter, log_format } => {
+            let mut env: Vec<(String, String)> = std::env::vars().collect();
+            if let Some(b) = brokers {
+                env.push(("ONTRACK__KAFKA__BROKERS".into(), b));
+            }
+            let config = ontrack::config::Config::load(config.as_deref(), env)?;
+            let (Some(events), Some(out)) = (events, out) else {
+                init_logs(log_format);
+                let shutdown = ontrack::shutdown::Shutdown::new();
+                shutdown.on_signals().context("cannot install the signal handlers")?;
+                return ontrack::translator::run(&config, &shutdown);
+            };
+            let mapping = ontrack::edfi::Mapping::new(&config.edfi)
+                .map_err(|(key, why)| anyhow::anyhow!("config: {key}: {why}"))?;
+            let dead_letter = dead_letter.unwrap_or_else(|| rejected_path(&out, "edfi"));
+            let input = open_in(&events, "--events")?;
+            let output = open_out(&out, "--out")?;
+            let rejected = File::create(&dead_letter).with_context(|| {
+                format!("--dead-letter {}: cannot create", dead_letter.display())
+            })?;
+            let summary = ontrack::translator::translate_file(
+                input,
+                output,
+                BufWriter::new(rejected),
+                &ontrack::edfi::Translator::new(mapping),
+            )
+            .context("translation failed")?;
+            eprint!("{summary}");
+            if summary.outcomes.iter().any(|((_, o), _)| *o == "dead_letter") {
+                eprintln!("rejected messages: {}", dead_letter.display());
+            }
+            Ok(())
+        }
         Command::Replay { events, out, rules, dead_letter, as_of } => {
             let rules = load_rules(rules.as_ref())?;
-            let dash = |p: &PathBuf| p.as_os_str() == "-";
-            let dead_letter = dead_letter.unwrap_or_else(|| {
-                if dash(&out) {
-                    PathBuf::from("replay.rejected")
-                } else {
-                    let mut p = out.clone().into_os_string();
-                    p.push(".rejected");
-                    PathBuf::from(p)
-                }
-            });
-            let input: Box<dyn io::BufRead> = if dash(&events) {
-                Box::new(io::stdin().lock())
-            } else {
-                let f = File::open(&events)
-                    .with_context(|| format!("--events {}: cannot open", events.display()))?;
-                Box::new(BufReader::with_capacity(1 << 20, f))
-            };
+            let dead_letter = dead_letter.unwrap_or_else(|| rejected_path(&out, "replay"));
+            let input = open_in(&events, "--events")?;
             let output = open_out(&out, "--out")?;
             let rejected = File::create(&dead_letter).with_context(|| {
                 format!("--dead-letter {}: cannot create", dead_letter.display())
@@ -287,6 +331,27 @@ fn init_logs(format: LogFormat) {
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
         LogFormat::Pretty => logs.with_ansi(io::IsTerminal::is_terminal(&io::stderr())).init(),
     }
+}
+
+/// Where rejected lines go by default: next to the output (`replay.rejected` for stdout).
+fn rejected_path(out: &std::path::Path, mode: &str) -> PathBuf {
+    if out.as_os_str() == "-" {
+        PathBuf::from(format!("{mode}.rejected"))
+    } else {
+        let mut p = out.as_os_str().to_owned();
+        p.push(".rejected");
+        PathBuf::from(p)
+    }
+}
+
+fn open_in(path: &PathBuf, flag: &str) -> anyhow::Result<Box<dyn io::BufRead>> {
+    Ok(if path.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        let f =
+            File::open(path).with_context(|| format!("{flag} {}: cannot open", path.display()))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    })
 }
 
 fn open_out(path: &PathBuf, flag: &str) -> anyhow::Result<Box<dyn Write>> {

@@ -204,9 +204,10 @@ fn calendar_consumer(
     worker: &Worker,
 ) -> anyhow::Result<BaseConsumer<GlobalContext>> {
     let topic = &config.topics.calendar;
-    let consumer: BaseConsumer<GlobalContext> = consumer::global_consumer_config(&config.kafka)
-        .create_with_context(GlobalContext::default())
-        .context("kafka: cannot create the calendar consumer")?;
+    let consumer: BaseConsumer<GlobalContext> =
+        consumer::global_consumer_config(&config.kafka, "calendar")
+            .create_with_context(GlobalContext::default())
+            .context("kafka: cannot create the calendar consumer")?;
     let count = crate::kafka::admin::partition_counts(&config.kafka, &[topic])?;
     let count = i32::try_from(count.first().copied().unwrap_or(0)).unwrap_or(0);
     let mut tpl = TopicPartitionList::new();

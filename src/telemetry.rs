@@ -51,6 +51,9 @@ pub struct Telemetry {
     total_lag: AtomicI64,
     /// The input topics, for the lag family's zero series while no partition is assigned.
     inputs: Mutex<Vec<String>>,
+    /// `ontrack edfi`'s families (messages by resource and outcome, events by type), registered
+    /// by [`Telemetry::edfi_series`].
+    edfi: std::sync::OnceLock<(IntCounterVec, IntCounterVec)>,
 }
 
 /// The outcome label of a consumed message.
@@ -301,6 +304,7 @@ impl Telemetry {
             state_loaded: AtomicBool::new(false),
             total_lag: AtomicI64::new(-1),
             inputs: Mutex::default(),
+            edfi: std::sync::OnceLock::new(),
         };
         t.zero_known_series();
         t
@@ -359,6 +363,51 @@ impl Telemetry {
             reason,
             "input rejected: sent to the dead-letter topic"
         );
+    }
+
+    /// The translator's families (`ontrack edfi`), every resource and outcome at zero.
+    pub fn edfi_series(&self) {
+        let messages = counter_vec(
+            &self.registry,
+            "ontrack_edfi_messages_total",
+            "Ed-Fi change messages by resource (other: not one ontrack reads, or unreadable) and outcome (translated, stale: an older version, skipped, dead_letter).",
+            &["resource", "outcome"],
+        );
+        let events = counter_vec(
+            &self.registry,
+            "ontrack_edfi_events_total",
+            "Contract events the translator wrote, by type.",
+            &["type"],
+        );
+        let resources = crate::edfi::Resource::ALL.map(crate::edfi::Resource::name);
+        for resource in resources.iter().chain(&["other"]) {
+            for outcome in crate::edfi::Outcome::LABELS {
+                messages.with_label_values(&[resource, outcome]);
+            }
+        }
+        for kind in crate::core::EventKind::ALL {
+            if *kind != crate::core::EventKind::Assignment {
+                events.with_label_values(&[kind.as_str()]);
+            }
+        }
+        let _ = self.edfi.set((messages, events));
+    }
+
+    /// One Ed-Fi message translated (`resource` `None`: other) into `events`.
+    pub fn edfi_message(
+        &self,
+        resource: Option<&'static str>,
+        outcome: &'static str,
+        events: &[crate::core::EventKind],
+    ) {
+        let Some((messages, by_type)) = self.edfi.get() else { return };
+        messages.with_label_values(&[resource.unwrap_or("other"), outcome]).inc();
+        for kind in events {
+            by_type.with_label_values(&[kind.as_str()]).inc();
+        }
+        if outcome == "dead_letter" {
+            self.dead_letters.inc();
+        }
     }
 
     /// A batch was folded and committed in `took`.

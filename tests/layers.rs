@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("service", 6),
     ("replay", 6),
     ("loadgen", 6),
+    ("translator", 6),
     ("demo", 7),
 ];
 

@@ -35,12 +35,14 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     super::with_overrides(c, kafka)
 }
 
-/// The settings of the consumer that reads the whole calendar topic (assigned every partition,
-/// outside the group: every instance reads all of it), offsets stored by ontrack.
-pub fn global_consumer_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut c = super::client_config(kafka, "calendar");
-    // librdkafka wants a group for assign(); this consumer never joins it nor commits.
-    c.set("group.id", format!("{}.calendar", kafka.group_id))
+/// The settings of a consumer assigned every partition of its topic, outside the group, offsets
+/// stored by ontrack: `role` `calendar` (every instance reads the whole calendar) or `edfi` (the
+/// translator reads the whole DMS topic).
+pub fn global_consumer_config(kafka: &KafkaConfig, role: &str) -> ClientConfig {
+    let mut c = super::client_config(kafka, role);
+    // librdkafka wants a group for assign(); it is never joined (only the translator commits
+    // to it, for lag tools).
+    c.set("group.id", format!("{}.{role}", kafka.group_id))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")

@@ -28,7 +28,7 @@ use crate::store::{OFFSETS, Store, StoreError};
 use crate::telemetry::Telemetry;
 
 pub use cache::{DEFAULT_CACHE_MIB, cached_bytes};
-pub use outputs::raised_counts;
+pub use outputs::{dead_letter_record, raised_counts};
 pub use report::BatchOutcome;
 
 /// Every table in the store, by prefix: the store's own, notify's and the pipeline's (a test

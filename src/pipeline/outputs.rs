@@ -58,17 +58,7 @@ impl<'p> Outputs<'p> {
 
     /// The message as it came (key and bytes unchanged), with where it came from and why.
     pub fn dead_letter(&mut self, m: &InputMessage<'_>, reason: &str) {
-        self.records.push(OutboxRecord {
-            topic: self.topics.dead_letter.clone(),
-            key: m.key.map(<[u8]>::to_vec),
-            payload: m.payload.unwrap_or_default().to_vec(),
-            headers: vec![
-                ("ontrack.error.topic".into(), m.topic.as_bytes().to_vec()),
-                ("ontrack.error.partition".into(), m.partition.to_string().into_bytes()),
-                ("ontrack.error.offset".into(), m.offset.to_string().into_bytes()),
-                ("ontrack.error.reason".into(), reason.as_bytes().to_vec()),
-            ],
-        });
+        self.records.push(dead_letter_record(&self.topics.dead_letter, m, reason));
     }
 
     /// Adds the outbox records and the new raised counts to `batch`; returns the counts
@@ -89,5 +79,21 @@ impl<'p> Outputs<'p> {
             counts.push((flag.as_str(), school, count));
         }
         Ok(counts)
+    }
+}
+
+/// A dead letter for `topic`: the message as it came (key and bytes unchanged), with where it
+/// came from and why (the `ontrack.error.*` headers).
+pub fn dead_letter_record(topic: &str, m: &InputMessage<'_>, reason: &str) -> OutboxRecord {
+    OutboxRecord {
+        topic: topic.to_owned(),
+        key: m.key.map(<[u8]>::to_vec),
+        payload: m.payload.unwrap_or_default().to_vec(),
+        headers: vec![
+            ("ontrack.error.topic".into(), m.topic.as_bytes().to_vec()),
+            ("ontrack.error.partition".into(), m.partition.to_string().into_bytes()),
+            ("ontrack.error.offset".into(), m.offset.to_string().into_bytes()),
+            ("ontrack.error.reason".into(), reason.as_bytes().to_vec()),
+        ],
     }
 }

@@ -194,6 +194,21 @@ impl<V: ValueCodec> Table<DueSeq, V> {
     }
 }
 
+/// An index by its first text.
+impl<V: ValueCodec> Table<TextPair, V> {
+    /// The records whose first text is `first`, in key order.
+    pub fn iter_first<'s>(
+        &self,
+        store: &'s Store,
+        first: &str,
+    ) -> impl Iterator<Item = Result<((String, String), V::Value), StoreError>> + use<'s, '_, V>
+    {
+        let mut partial = first.as_bytes().to_vec();
+        partial.push(0);
+        self.iter_partial(store, &partial)
+    }
+}
+
 /// The students of one partition.
 impl<V: ValueCodec> Table<PartitionText, V> {
     pub fn iter_partition<'s>(
