@@ -285,8 +285,16 @@ fn serve(
     telemetry: Arc<Telemetry>,
 ) -> anyhow::Result<()> {
     let (edfi, t) = (&config.edfi, &config.topics);
-    let counts = crate::kafka::admin::partition_counts(&config.kafka, &[&edfi.topic])?;
-    let partitions = i32::try_from(counts.first().copied().unwrap_or(0)).unwrap_or(0);
+    // A topic created a moment ago reaches the brokers' metadata a moment later.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let partitions = loop {
+        let counts = crate::kafka::admin::partition_counts(&config.kafka, &[&edfi.topic])?;
+        let n = i32::try_from(counts.first().copied().unwrap_or(0)).unwrap_or(0);
+        if n > 0 || Instant::now() >= deadline || shutdown.is_triggered() {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if partitions == 0 {
         anyhow::bail!(
             "edfi.topic: topic {} does not exist; point edfi.topic (ONTRACK__EDFI__TOPIC) at the \
@@ -317,6 +325,12 @@ fn serve(
         resume.push(format!("{}/{partition}@{offset:?}", edfi.topic));
     }
     consumer.assign(&tpl).context("kafka: cannot read edfi.topic")?;
+    // The group's committed offsets (for lag tools) catch up with the store's at once: a run
+    // killed between its commit and Kafka's would leave them behind until the next message.
+    let stored: Vec<(String, i32, i64)> = (0..partitions)
+        .filter_map(|p| Some((edfi.topic.clone(), p, store.next_offset(&edfi.topic, p).ok()??)))
+        .collect();
+    consumer::commit(&consumer, &stored);
     telemetry.partitions_assigned(&resume);
     telemetry.state_loaded();
     tracing::info!(topic = %edfi.topic, partitions, brokers = %config.kafka.brokers, "ontrack edfi running");

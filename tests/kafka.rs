@@ -67,14 +67,29 @@ fn spawn_run(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Chil
 }
 
 fn run_command(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Command {
+    let mut command = ontrack_command("run", brokers, names, partitions);
+    command.env("ONTRACK__DATA_DIR", data).env("ONTRACK__ADMIN__ADDR", "127.0.0.1:0");
+    command
+}
+
+/// `ontrack edfi` (live) reading the test's DMS topic, configured through the environment.
+fn edfi_command(brokers: &str, names: &Names, data: &Path, partitions: u32) -> Command {
+    let mut command = ontrack_command("edfi", brokers, names, partitions);
+    command
+        .env("ONTRACK__EDFI__TOPIC", names.topic("dms"))
+        .env("ONTRACK__EDFI__DATA_DIR", data)
+        .env("ONTRACK__EDFI__ADMIN_ADDR", "127.0.0.1:0");
+    command
+}
+
+/// `ontrack SUBCOMMAND` with the test's brokers, group and topics.
+fn ontrack_command(subcommand: &str, brokers: &str, names: &Names, partitions: u32) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ontrack"));
     command
-        .arg("run")
+        .arg(subcommand)
         .env("ONTRACK__KAFKA__BROKERS", brokers)
         .env("ONTRACK__KAFKA__GROUP_ID", names.topic("group"))
         .env("ONTRACK__KAFKA__PARTITIONS", partitions.to_string())
-        .env("ONTRACK__DATA_DIR", data)
-        .env("ONTRACK__ADMIN__ADDR", "127.0.0.1:0")
         .env("ONTRACK__TOPICS__ATTENDANCE", names.topic("attendance"))
         .env("ONTRACK__TOPICS__DISCIPLINE", names.topic("discipline"))
         .env("ONTRACK__TOPICS__GRADES", names.topic("grades"))
@@ -686,10 +701,15 @@ fn assignment_json(id: &str, student: &str, advocate: &str, contact: Value) -> S
 /// different topics are consumed in no particular order, so an assignment must be in before the
 /// absence that should alert its advocate.
 fn wait_consumed(brokers: &str, names: &Names, topic: &str) {
+    wait_consumed_by(brokers, &names.topic("group"), topic);
+}
+
+/// Waits until `group` has committed the end of every partition of `topic`.
+fn wait_consumed_by(brokers: &str, group: &str, topic: &str) {
     use rdkafka::TopicPartitionList;
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", names.topic("group"))
+        .set("group.id", group)
         .create()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -709,7 +729,7 @@ fn wait_consumed(brokers: &str, names: &Names, topic: &str) {
         if done {
             return;
         }
-        assert!(Instant::now() < deadline, "the service did not consume {topic}");
+        assert!(Instant::now() < deadline, "{group} did not consume {topic}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -1010,4 +1030,237 @@ fn a_backlog_over_all_topics_gives_the_flags_of_replay_in_time_order() {
     let got = flags_of(&got);
     assert_same_per_student(&got, &expected);
     assert_eq!(extra.len(), expected.len(), "no flag event more than replay's");
+}
+
+/// A DMS message of the export: key, and value (`None`: a tombstone).
+fn dms_messages() -> Vec<(String, Option<String>)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/grand-bend/dms.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let value = (!v["value"].is_null()).then(|| v["value"].to_string());
+            (v["key"].as_str().unwrap().to_owned(), value)
+        })
+        .collect()
+}
+
+fn produce_dms(p: &BaseProducer, topic: &str, messages: &[(String, Option<String>)]) {
+    for (key, value) in messages {
+        let mut record = BaseRecord::to(topic).key(key.as_str());
+        if let Some(v) = value {
+            record = record.payload(v.as_str());
+        }
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    p.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Issue 14: Ed-Fi's Grand Bend district as DMS change messages (both forms, re-coded absences,
+/// two categories on a day, re-sent, updated, stale and deleted documents) produced into a
+/// compacted topic; `ontrack edfi` translates them into the input topics while `ontrack run`
+/// folds them; the translator is killed (SIGKILL) twice mid-stream and restarted. A last
+/// attendance record (a student outside the sample, on the Tuesday after the last school day)
+/// lets every school day of the year pass. Then:
+/// - every student's final flags are those `expected.py` computed from the sample independently
+///   (the decided ones, as in tests/grand_bend.rs);
+/// - nothing was lost or changed by the kills: each natural key's winning record on the input
+///   topics is the one the offline translation of the same messages gives, and an event id
+///   that appears twice (published again after a kill) carries the same event.
+#[test]
+fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_independent_flags() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let Some(brokers) = brokers() else { return };
+    const PARTITIONS: i32 = 3;
+    let names = Names::new("edfi");
+    create_topics(&brokers, &names, PARTITIONS);
+    let dms = names.topic("dms");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let compacted = NewTopic::new(&dms, PARTITIONS, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    for r in runtime.block_on(admin.create_topics([&compacted], &AdminOptions::new())).unwrap() {
+        r.unwrap();
+    }
+
+    let messages = dms_messages();
+    let (run_dir, edfi_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = spawn_run(&brokers, &names, run_dir.path(), PARTITIONS as u32);
+    let spawn_edfi = || {
+        let mut c = edfi_command(&brokers, &names, edfi_dir.path(), PARTITIONS as u32);
+        c.env("ONTRACK__BATCH__MAX_EVENTS", "100").spawn().unwrap()
+    };
+    let mut edfi = spawn_edfi();
+    let p = producer(&brokers);
+    produce_dms(&p, &dms, &messages);
+    // Killed twice while it translates (batches of 100 messages: many commits to land
+    // between), each time once its output passed a mark, then started again.
+    let attendance = names.input(ontrack::core::EventKind::Attendance);
+    let produced = |topic: &str| -> i64 {
+        let c: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        (0..PARTITIONS)
+            .map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)
+            .sum()
+    };
+    let mut marks = Vec::new();
+    for mark in [400, 1100] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while produced(&attendance) < mark {
+            assert!(Instant::now() < deadline, "the translator did not get to {mark} events");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        edfi.kill().unwrap(); // SIGKILL
+        edfi.wait().unwrap();
+        marks.push(produced(&attendance));
+        edfi = spawn_edfi();
+    }
+    let edfi_group = format!("{}.edfi", names.topic("group"));
+    wait_consumed_by(&brokers, &edfi_group, &dms);
+    let clock = serde_json::json!({
+        "contractVersion": 1, "documentUuid": "clock-0", "projectName": "Ed-Fi",
+        "resourceName": "StudentSchoolAttendanceEvent", "resourceVersion": "5.2.0",
+        "contentVersion": 1, "lastModifiedAt": "2022-05-31T13:00:00Z",
+        "document": {
+            "studentReference": {"studentUniqueId": "clock-0"},
+            "schoolReference": {"schoolId": 255901001},
+            "eventDate": "2022-05-31",
+            "attendanceEventCategoryDescriptor": "uri://ed-fi.org/AttendanceEventCategoryDescriptor#In Attendance"
+        }
+    });
+    produce_dms(&p, &dms, &[("clock-0".to_owned(), Some(clock.to_string()))]);
+    wait_consumed_by(&brokers, &edfi_group, &dms);
+    for kind in [
+        ontrack::core::EventKind::Attendance,
+        ontrack::core::EventKind::Discipline,
+        ontrack::core::EventKind::Enrollment,
+    ] {
+        wait_consumed(&brokers, &names, &names.input(kind));
+    }
+    stop(edfi);
+    let total = produced(&attendance);
+    println!("translator killed with {marks:?} of {total} attendance events published");
+    assert!(marks.iter().all(|m| *m < total), "killed after it had finished: {marks:?} of {total}");
+    let flags =
+        flags_of(&read_until(&brokers, &names.topic("flags"), Duration::from_secs(8), |_| false));
+    stop(run);
+    let flags = assert_consistent_flags(&flags);
+
+    // The final flags against expected.py's.
+    let mut last: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for f in &flags {
+        let key =
+            (f["student_id"].as_str().unwrap().to_owned(), f["flag"].as_str().unwrap().to_owned());
+        last.insert(key, f["type"] == "flag.raised");
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/grand-bend/expected.json");
+    let expected: BTreeMap<String, BTreeMap<String, bool>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for (student, wanted) in &expected {
+        for (flag, want) in wanted {
+            compared += 1;
+            let got = last.get(&(student.clone(), flag.clone())).copied().unwrap_or(false);
+            if got != *want {
+                differences.push(format!("{student} {flag}: expected {want}, live {got}"));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {compared} differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    let chronic = expected
+        .keys()
+        .filter(|s| last.get(&((*s).clone(), "attendance".into())) == Some(&true))
+        .count();
+    println!("{compared} decided flags compared, all equal; {chronic} chronically absent");
+
+    // Nothing lost or changed: the winning record of each natural key, live vs offline.
+    let offline = {
+        let mut export = String::new();
+        for (k, v) in messages.iter().chain([&("clock-0".to_owned(), Some(clock.to_string()))]) {
+            let value: Value =
+                v.as_deref().map_or(Value::Null, |v| serde_json::from_str(v).unwrap());
+            export.push_str(&serde_json::json!({"key": k, "value": value}).to_string());
+            export.push('\n');
+        }
+        let mut out = Vec::new();
+        ontrack::translator::translate_file(
+            export.as_bytes(),
+            &mut out,
+            Vec::new(),
+            &ontrack::edfi::Translator::default(),
+        )
+        .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mut live = Vec::new();
+    let mut by_id: BTreeMap<(String, String), Value> = BTreeMap::new();
+    for kind in [
+        ontrack::core::EventKind::Attendance,
+        ontrack::core::EventKind::Discipline,
+        ontrack::core::EventKind::Enrollment,
+        ontrack::core::EventKind::Calendar,
+    ] {
+        let topic = names.input(kind);
+        for m in read_until(&brokers, &topic, Duration::from_secs(3), |_| false) {
+            let e: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let id = (
+                e["student_id"].as_str().or(e["school_id"].as_str()).unwrap().to_owned(),
+                e["event_id"].as_str().unwrap().to_owned(),
+            );
+            match by_id.get(&id) {
+                Some(first) => {
+                    assert_eq!(first, &e, "an event id published twice with other content")
+                }
+                None => {
+                    by_id.insert(id, e.clone());
+                }
+            }
+            live.push(e);
+        }
+    }
+    assert_eq!(winners(&live), winners(&offline), "the final records of the natural keys");
+}
+
+/// The winning record (greatest `recorded_at`, then `event_id`) of each natural key, without
+/// `event_id` and `recorded_at`.
+fn winners(events: &[Value]) -> BTreeMap<String, Value> {
+    let mut best: BTreeMap<String, (i64, String, Value)> = BTreeMap::new();
+    for e in events {
+        let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+        let key = match f("type").as_str() {
+            "attendance" => format!("a/{}/{}", f("student_id"), f("date")),
+            "discipline" => format!("d/{}/{}", f("student_id"), f("referral_id")),
+            "grade" => format!("g/{}/{}/{}", f("student_id"), f("section_id"), f("grading_period")),
+            "enrollment" => format!("e/{}/{}/{}", f("student_id"), f("school_id"), f("date")),
+            _ => format!("c/{}/{}", f("school_id"), f("date")),
+        };
+        let mut record = e.clone();
+        let (at, id) = (f("recorded_at"), f("event_id"));
+        let time = at.parse::<jiff::Timestamp>().unwrap().as_microsecond();
+        record.as_object_mut().unwrap().retain(|k, _| k != "event_id" && k != "recorded_at");
+        if best.get(&key).is_none_or(|(t, i, _)| (*t, i) < (time, &id)) {
+            best.insert(key, (time, id, record));
+        }
+    }
+    best.into_iter().map(|(k, (_, _, v))| (k, v)).collect()
 }

@@ -182,7 +182,9 @@ def weekdays(first, last):
         d += dt.timedelta(days=1)
 
 
-def main():
+def build():
+    """The events, in the order a feed delivers them, and what was decided on the way (for
+    main's summary and for to_dms.py, which imports this module)."""
     sessions = read_sessions()
     attendance = read_attendance()
     discipline = read_discipline()
@@ -320,6 +322,23 @@ def main():
     # The order a feed delivers them: by recorded_at (all in one offset, so the text sorts as
     # the instant), then event_id.
     events.sort(key=lambda e: (dt.datetime.fromisoformat(e["recorded_at"]), e["event_id"]))
+    facts = {
+        "schools": schools,
+        "home": home,
+        "with_attendance": with_attendance,
+        "transfers": transfers,
+        "late": late,
+        "unmapped": unmapped,
+        "skipped": skipped,
+    }
+    return events, facts
+
+
+def main():
+    events, facts = build()
+    schools, home, with_attendance = facts["schools"], facts["home"], facts["with_attendance"]
+    transfers, late = facts["transfers"], facts["late"]
+    unmapped, skipped = facts["unmapped"], facts["skipped"]
     with OUT.open("w", encoding="utf-8", newline="\n") as f:
         for e in events:
             f.write(json.dumps(e, separators=(",", ":")) + "\n")
