@@ -46,6 +46,8 @@ fn promtool_accepts_the_prometheus_config_and_the_alert_rules() {
 pub fn exported_names() -> BTreeSet<String> {
     let topics = ontrack::pipeline::Topics::default();
     let t = Telemetry::for_inputs(&topics.inputs());
+    // And `ontrack edfi`'s own families (the same conventions, another process).
+    t.edfi_series();
     names_in_exposition(&t.render())
 }
 
@@ -134,11 +136,27 @@ fn compose_and_kubernetes_files_parse_and_agree_with_the_service() {
         .filter(|(k, _)| k.starts_with("ONTRACK__"))
         .collect();
     ontrack::config::Config::load(None, vars).unwrap();
+    let edfi = &services["ontrack-edfi"];
+    assert_eq!(edfi["command"][0].as_str(), Some("edfi"));
+    assert_eq!(edfi["environment"]["ONTRACK__EDFI__ADMIN_ADDR"].as_str(), Some("0.0.0.0:9899"));
 
     let mut kinds = BTreeSet::new();
-    for file in
-        ["k8s/configmap.yaml", "k8s/service.yaml", "k8s/statefulset.yaml", "k8s/kustomization.yaml"]
-    {
+    let listed = &yaml("k8s/kustomization.yaml")[0]["resources"];
+    for file in [
+        "k8s/configmap.yaml",
+        "k8s/service.yaml",
+        "k8s/statefulset.yaml",
+        "k8s/edfi-statefulset.yaml",
+        "k8s/kustomization.yaml",
+    ] {
+        let name = file.trim_start_matches("k8s/");
+        assert!(
+            name == "kustomization.yaml"
+                || listed.as_vec().unwrap().iter().any(|r| r.as_str() == Some(name)),
+            "{file} is not in the kustomization"
+        );
+        // The translator's admin server has its own port.
+        let admin_port = if name.starts_with("edfi") { "9899" } else { "9898" };
         for doc in yaml(file) {
             kinds.insert(doc["kind"].as_str().unwrap().to_owned());
             if doc["kind"].as_str() == Some("ConfigMap") {
@@ -153,8 +171,10 @@ fn compose_and_kubernetes_files_parse_and_agree_with_the_service() {
                 let pod = &doc["spec"]["template"];
                 let ann = &pod["metadata"]["annotations"];
                 assert_eq!(ann["prometheus.io/scrape"].as_str(), Some("true"));
-                assert_eq!(ann["prometheus.io/port"].as_str(), Some("9898"));
+                assert_eq!(ann["prometheus.io/port"].as_str(), Some(admin_port));
                 let container = &pod["spec"]["containers"][0];
+                let args = container["args"][0].as_str();
+                assert_eq!(args, Some(if admin_port == "9899" { "edfi" } else { "run" }));
                 assert_eq!(
                     container["readinessProbe"]["httpGet"]["path"].as_str(),
                     Some("/readyz")
