@@ -25,8 +25,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create PREFIX.sis.{attendance,discipline,grades,enrollment,calendar},
-    /// PREFIX.roster.assignments (N partitions each), PREFIX.ontrack.flags (LogAppendTime: a flag's timestamp is its acknowledgement) and
-    /// PREFIX.ontrack.dead-letter.
+    /// PREFIX.roster.assignments (N partitions each), PREFIX.ontrack.flags (LogAppendTime: a flag's timestamp is its acknowledgement),
+    /// PREFIX.ontrack.dead-letter and PREFIX.edfi.dms (compacted, N partitions: the Ed-Fi
+    /// translator's input).
     Topics {
         #[arg(long)]
         prefix: String,
@@ -52,6 +53,9 @@ enum Command {
         prefix: String,
         #[arg(long)]
         group: String,
+        /// Wait on PREFIX.TOPIC only (e.g. `edfi.dms` for the translator's group).
+        #[arg(long)]
+        topic: Option<String>,
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
     },
@@ -62,6 +66,20 @@ enum Command {
         prefix: String,
         #[arg(long)]
         since_ms: i64,
+    },
+    /// Produce a seeded synthetic district (absence-only feed: calendars, enrollments, absences
+    /// and tardies, referrals, grades) as Ed-Fi DMS CDC v1 messages into PREFIX.edfi.dms, as
+    /// fast as possible (corrections are new content versions, retractions tombstones; a Course
+    /// document for each course first); prints produced=… (messages).
+    Dms {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        students: u32,
+        #[arg(long)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Fold JSON Lines events from standard input (e.g. `ontrack synth --out -`) through the
     /// service's pipeline and store into DATA_DIR (batches of 5,000, partition
@@ -107,7 +125,14 @@ fn main() -> anyhow::Result<()> {
             println!("ceiling_events_per_s={:.0}", events as f64 / took.as_secs_f64());
             Ok(())
         }
-        Command::CaughtUp { prefix, group, timeout_s } => caught_up(b, &prefix, &group, timeout_s),
+        Command::CaughtUp { prefix, group, topic, timeout_s } => {
+            let topics = match topic {
+                Some(t) => vec![format!("{prefix}.{t}")],
+                None => inputs(&prefix),
+            };
+            caught_up(b, &topics, &group, timeout_s)
+        }
+        Command::Dms { prefix, students, days, seed } => dms(b, &prefix, students, days, seed),
         Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
         Command::Fold { students, data_dir, state_cache_mib, store_cache_mib, memtable_mib } => {
             let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
@@ -215,6 +240,11 @@ fn topics(brokers: &str, prefix: &str, partitions: i32) -> anyhow::Result<()> {
             .set("message.timestamp.type", "LogAppendTime"),
     );
     new.push(NewTopic::new(&dead, 1, TopicReplication::Fixed(1)));
+    let dms = format!("{prefix}.edfi.dms");
+    new.push(
+        NewTopic::new(&dms, partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact"),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let results = runtime.block_on(admin.create_topics(&new, &AdminOptions::new()))?;
     for r in results {
@@ -231,6 +261,7 @@ fn drop_topics(brokers: &str, prefix: &str) -> anyhow::Result<()> {
     let mut names = inputs(prefix);
     names.push(format!("{prefix}.ontrack.flags"));
     names.push(format!("{prefix}.ontrack.dead-letter"));
+    names.push(format!("{prefix}.edfi.dms"));
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for r in runtime.block_on(admin.delete_topics(&names, &AdminOptions::new()))? {
@@ -297,11 +328,11 @@ fn read_all(
     Ok((count as u64, took))
 }
 
-fn caught_up(brokers: &str, prefix: &str, group: &str, timeout_s: u64) -> anyhow::Result<()> {
+fn caught_up(brokers: &str, topics: &[String], group: &str, timeout_s: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let c: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create()?;
-    let ends = ends(&c, &inputs(prefix))?;
+    let ends = ends(&c, topics)?;
     let mut tpl = TopicPartitionList::new();
     for (t, p, _) in &ends {
         tpl.add_partition(t, *p);
@@ -372,3 +403,164 @@ fn latency(brokers: &str, prefix: &str, since_ms: i64) -> anyhow::Result<()> {
 /// The allocator of `ontrack` (src/main.rs), so that `fold` measures what the service would.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The synthetic district as DMS messages (the reverse of `ontrack edfi`'s mapping).
+fn dms(brokers: &str, prefix: &str, students: u32, days: u32, seed: u64) -> anyhow::Result<()> {
+    use ontrack::core::EventKind;
+    use ontrack::synth::{District, DistrictSpec, Feed};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use serde_json::{Value, json};
+
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("enable.idempotence", "true")
+        .create()?;
+    let topic = format!("{prefix}.edfi.dms");
+    let mut versions = std::collections::HashMap::<String, i64>::new();
+    let mut courses = std::collections::HashSet::<String>::new();
+    let mut produced = 0u64;
+    let mut send = |uuid: &str, resource: &str, modified: &str, doc: Option<Value>| {
+        let payload = doc.map(|document| {
+            let version = versions.entry(uuid.to_owned()).or_default();
+            *version += 1;
+            json!({
+                "contractVersion": 1, "documentUuid": uuid, "projectName": "Ed-Fi",
+                "resourceName": resource, "resourceVersion": "5.2.0", "contentVersion": *version,
+                "lastModifiedAt": modified, "document": document
+            })
+            .to_string()
+        });
+        let mut record = BaseRecord::to(&topic).key(uuid);
+        if let Some(p) = &payload {
+            record = record.payload(p.as_str());
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        produced += 1;
+    };
+    let descriptor = |kind: &str, code: &str| format!("uri://ed-fi.org/{kind}Descriptor#{code}");
+    let spec =
+        DistrictSpec { students, days, seed, feed: Feed::AbsenceOnly, ..DistrictSpec::default() };
+    let mut district = District::new(spec);
+    for day in 0..days {
+        for e in district.day(day) {
+            let Ok(v) = serde_json::from_str::<Value>(&e.json) else { continue };
+            let f = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let (student, school, date, at) =
+                (f("student_id"), f("school_id"), f("date"), f("recorded_at"));
+            let retracted = v["retracted"].as_bool() == Some(true) || f("status") == "retracted";
+            let student_ref = json!({"studentUniqueId": student});
+            let school_ref = json!({"schoolId": school});
+            match e.kind {
+                EventKind::Attendance => {
+                    let category = match f("status").as_str() {
+                        "present" => "In Attendance",
+                        "tardy" => "Tardy",
+                        "absent_excused" => "Excused Absence",
+                        _ => "Unexcused Absence",
+                    };
+                    let doc = json!({
+                        "studentReference": student_ref, "schoolReference": school_ref,
+                        "eventDate": date,
+                        "attendanceEventCategoryDescriptor": descriptor("AttendanceEventCategory", category)
+                    });
+                    send(
+                        &format!("att-{student}-{date}"),
+                        "StudentSchoolAttendanceEvent",
+                        &at,
+                        (!retracted).then_some(doc),
+                    );
+                }
+                EventKind::Discipline => {
+                    let action = match f("action").as_str() {
+                        "in_school_suspension" => "In School Suspension",
+                        "out_of_school_suspension" => "Out of School Suspension",
+                        "expulsion" => "Expulsion",
+                        _ => "Removal from Classroom",
+                    };
+                    let doc = json!({
+                        "disciplineActionIdentifier": f("referral_id"), "disciplineDate": date,
+                        "studentReference": student_ref, "responsibilitySchoolReference": school_ref,
+                        "disciplines": [{"disciplineDescriptor": descriptor("Discipline", action)}],
+                        "disciplineActionLength": v["action_days"]
+                    });
+                    send(
+                        &format!("dis-{student}-{}", f("referral_id")),
+                        "DisciplineAction",
+                        &at,
+                        (!retracted).then_some(doc),
+                    );
+                }
+                EventKind::Grade => {
+                    let course = f("course_code");
+                    if courses.insert(course.clone()) {
+                        let subject = match f("subject").as_str() {
+                            "ela" => "English Language Arts",
+                            "math" => "Mathematics",
+                            "science" => "Science",
+                            "social_studies" => "Social Studies",
+                            _ => "Fine and Performing Arts",
+                        };
+                        let doc = json!({
+                            "courseCode": course, "educationOrganizationReference": {"educationOrganizationId": school},
+                            "academicSubjects": [{"academicSubjectDescriptor": descriptor("AcademicSubject", subject)}]
+                        });
+                        send(&format!("course-{course}"), "Course", &at, Some(doc));
+                    }
+                    let doc = json!({
+                        "gradeTypeDescriptor": descriptor("GradeType", "Grading Period"),
+                        "gradingPeriodReference": {"gradingPeriodDescriptor": descriptor("GradingPeriod", &f("grading_period")), "gradingPeriodName": f("grading_period"), "schoolId": school, "schoolYear": 2027},
+                        "studentSectionAssociationReference": {"beginDate": date, "localCourseCode": course, "schoolId": school, "schoolYear": 2027, "sectionIdentifier": f("section_id"), "sessionName": "Year", "studentUniqueId": student},
+                        "letterGradeEarned": v["letter_grade"], "numericGradeEarned": v["numeric_grade"]
+                    });
+                    let uuid = format!("grd-{student}-{}-{}", f("section_id"), f("grading_period"));
+                    send(&uuid, "Grade", &at, (!retracted).then_some(doc));
+                }
+                EventKind::Enrollment => {
+                    let doc = json!({
+                        "studentReference": student_ref, "schoolReference": school_ref,
+                        "entryDate": date, "exitWithdrawDate": v["exit_date"],
+                        "entryGradeLevelDescriptor": descriptor("GradeLevel", "Ninth grade")
+                    });
+                    send(
+                        &format!("enr-{student}-{school}-{date}"),
+                        "StudentSchoolAssociation",
+                        &at,
+                        (!retracted).then_some(doc),
+                    );
+                }
+                EventKind::Calendar => {
+                    let event = if v["instructional"].as_bool() == Some(true) {
+                        "Instructional day"
+                    } else {
+                        "Holiday"
+                    };
+                    let doc = json!({
+                        "calendarReference": {"calendarCode": "main", "schoolId": school, "schoolYear": 2027},
+                        "date": date, "calendarEvents": [{"calendarEventDescriptor": descriptor("CalendarEvent", event)}]
+                    });
+                    send(
+                        &format!("cal-{school}-{date}"),
+                        "CalendarDate",
+                        &at,
+                        (!retracted).then_some(doc),
+                    );
+                }
+                EventKind::Assignment => {}
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    println!("produced={produced}");
+    Ok(())
+}
