@@ -307,8 +307,13 @@ fn serve(
         format!("edfi.data_dir {}: cannot open the store", edfi.data_dir.display())
     })?;
     OUTBOX.start_numbering(&store)?;
-    let publisher = Publisher::new(&config.kafka, telemetry.clone())
-        .context("kafka: cannot create the producer")?;
+    // Keys go to the partitions Java clients choose (murmur2): a district's other producers of
+    // the inputs (roster.assignments) are most often Java (Kafka Connect), and the inputs must
+    // be co-partitioned. `kafka.librdkafka.partitioner` overrides it.
+    let mut kafka = config.kafka.clone();
+    kafka.librdkafka.entry("partitioner".into()).or_insert_with(|| "murmur2_random".into());
+    let publisher =
+        Publisher::new(&kafka, telemetry.clone()).context("kafka: cannot create the producer")?;
     publisher.publish(&store, ACK_WAIT)?;
 
     let consumer: BaseConsumer<Context<Resume>> =

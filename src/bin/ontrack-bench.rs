@@ -80,6 +80,10 @@ enum Command {
         days: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Write the messages as an export (`{"key", "value"}` a line, for `ontrack edfi
+        /// --events`) instead of producing them.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Fold JSON Lines events from standard input (e.g. `ontrack synth --out -`) through the
     /// service's pipeline and store into DATA_DIR (batches of 5,000, partition
@@ -132,7 +136,9 @@ fn main() -> anyhow::Result<()> {
             };
             caught_up(b, &topics, &group, timeout_s)
         }
-        Command::Dms { prefix, students, days, seed } => dms(b, &prefix, students, days, seed),
+        Command::Dms { prefix, students, days, seed, out } => {
+            dms(b, &prefix, students, days, seed, out.as_deref())
+        }
         Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
         Command::Fold { students, data_dir, state_cache_mib, store_cache_mib, memtable_mib } => {
             let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
@@ -405,11 +411,19 @@ fn latency(brokers: &str, prefix: &str, since_ms: i64) -> anyhow::Result<()> {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The synthetic district as DMS messages (the reverse of `ontrack edfi`'s mapping).
-fn dms(brokers: &str, prefix: &str, students: u32, days: u32, seed: u64) -> anyhow::Result<()> {
+fn dms(
+    brokers: &str,
+    prefix: &str,
+    students: u32,
+    days: u32,
+    seed: u64,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use ontrack::core::EventKind;
     use ontrack::synth::{District, DistrictSpec, Feed};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use serde_json::{Value, json};
+    use std::io::Write as _;
 
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -422,6 +436,10 @@ fn dms(brokers: &str, prefix: &str, students: u32, days: u32, seed: u64) -> anyh
     let mut versions = std::collections::HashMap::<String, i64>::new();
     let mut courses = std::collections::HashSet::<String>::new();
     let mut produced = 0u64;
+    let mut file = match out {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
     let mut send = |uuid: &str, resource: &str, modified: &str, doc: Option<Value>| {
         let payload = doc.map(|document| {
             let version = versions.entry(uuid.to_owned()).or_default();
@@ -433,6 +451,14 @@ fn dms(brokers: &str, prefix: &str, students: u32, days: u32, seed: u64) -> anyh
             })
             .to_string()
         });
+        produced += 1;
+        if let Some(f) = file.as_mut() {
+            let value: Value = payload.as_deref().map_or(Value::Null, |p| {
+                serde_json::from_str(p).expect("the message was just written")
+            });
+            let _ = writeln!(f, "{}", json!({"key": uuid, "value": value}));
+            return;
+        }
         let mut record = BaseRecord::to(&topic).key(uuid);
         if let Some(p) = &payload {
             record = record.payload(p.as_str());
@@ -446,7 +472,6 @@ fn dms(brokers: &str, prefix: &str, students: u32, days: u32, seed: u64) -> anyh
                 }
             }
         }
-        produced += 1;
     };
     let descriptor = |kind: &str, code: &str| format!("uri://ed-fi.org/{kind}Descriptor#{code}");
     let spec =

@@ -38,7 +38,7 @@ impl Resource {
             let n = r.name();
             name.eq_ignore_ascii_case(n)
                 || (name.len() == n.len() + 1
-                    && name[..n.len()].eq_ignore_ascii_case(n)
+                    && name.get(..n.len()).is_some_and(|stem| stem.eq_ignore_ascii_case(n))
                     && name.ends_with(['s', 'S']))
         })
     }
@@ -348,13 +348,18 @@ fn unmapped(field: &str, descriptor: &str, section: &str) -> String {
 }
 
 /// The ordinal a grading period's name starts with ("Third Six Weeks" → 3, "Spring Semester"
-/// → 2).
+/// → 3, "End of Year" → 99).
 fn ordinal(name: &str) -> Option<u32> {
     const WORDS: [&str; 12] = [
         "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
         "tenth", "eleventh", "twelfth",
     ];
-    let first = name.split_whitespace().next()?.to_lowercase();
+    let lower = name.to_lowercase();
+    // The year's own periods come after all of its parts.
+    if lower.starts_with("end of") || lower.starts_with("year") || lower.starts_with("final") {
+        return Some(99);
+    }
+    let first = lower.split_whitespace().next()?.to_owned();
     if let Some(i) = WORDS.iter().position(|w| *w == first) {
         return u32::try_from(i + 1).ok();
     }
@@ -472,6 +477,7 @@ mod tests {
         );
         assert_eq!(Resource::of("Student"), None);
         assert_eq!(Resource::of("Gradex"), None);
+        assert_eq!(Resource::of("Gradé"), None, "a name cut inside a character is no panic");
     }
 
     #[test]
@@ -620,6 +626,24 @@ mod tests {
         };
         assert_eq!(period, "2022-01-1-First Six Weeks", "a final grade outranks the period's");
         assert_eq!(date, "2021-08-23", "modified years later: the section's begin date");
+    }
+
+    #[test]
+    fn grading_periods_order_by_the_ordinal_in_their_names() {
+        let names = [
+            "First Six Weeks",
+            "Second Six Weeks",
+            "Sixth Six Weeks",
+            "Fall Semester",
+            "Spring Semester",
+            "End of Year",
+            "Year Round",
+            "Q3",
+        ];
+        assert_eq!(
+            names.map(ordinal),
+            [1, 2, 6, 1, 3, 99, 99, 0].map(Some).map(|o| o.filter(|n| *n > 0))
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 pub mod documents;
 pub mod mapping;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -49,11 +49,24 @@ pub enum DocRecord {
 /// The documents of one natural key and the last event written for it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Slot {
-    /// documentUuid → its part.
-    pub members: BTreeMap<String, Member>,
+    /// (documentUuid, its part), by documentUuid: most keys have one document, and a map's
+    /// node would hold room for eleven.
+    pub members: Vec<(String, Member)>,
     pub emitted: Option<Emitted>,
     /// For a grade: the catalogue entries its subject was looked up in.
     pub depends_on: Vec<String>,
+}
+
+impl Slot {
+    /// Puts (or with `None` removes) document `uuid`'s part.
+    fn put(&mut self, uuid: &str, member: Option<Member>) {
+        match (self.members.binary_search_by(|(u, _)| u.as_str().cmp(uuid)), member) {
+            (Ok(i), Some(m)) => self.members[i].1 = m,
+            (Ok(i), None) => drop(self.members.remove(i)),
+            (Err(i), Some(m)) => self.members.insert(i, (uuid.to_owned(), m)),
+            (Err(_), None) => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,9 +297,11 @@ impl<M: Memory> Run<'_, M> {
         };
         let (new, outcome) = match reading {
             Reading::Part(key, part) => (Some((key, part)), Outcome::Translated),
+            // A version that no longer contributes withdraws what the last one did.
+            Reading::Nothing(_) if old_slot.is_some() => (None, Outcome::Translated),
             Reading::Nothing(why) => (None, Outcome::Skipped(why)),
         };
-        let cause = Cause { uuid, version: version_text(version, modified), modified };
+        let cause = Cause { uuid, version: version_text(version, modified, document), modified };
         let new_slot = new.as_ref().map(|(k, _)| k.clone());
         if let Some(old) = old_slot.filter(|old| Some(old) != new_slot.as_ref()) {
             self.change(&old, uuid, None, &cause)?;
@@ -310,7 +325,10 @@ impl<M: Memory> Run<'_, M> {
                 let modified = at.map_or(modified, |at| at.max(modified));
                 let cause = Cause {
                     uuid,
-                    version: format!("{}-deleted", version_text(version, modified)),
+                    version: match version {
+                        Some(v) => format!("{v}-deleted"),
+                        None => format!("m{modified}-deleted"),
+                    },
                     modified,
                 };
                 if let Some(key) = slot {
@@ -331,10 +349,7 @@ impl<M: Memory> Run<'_, M> {
         cause: &Cause<'_>,
     ) -> Result<(), M::Error> {
         let mut slot = self.memory.slot(key)?.unwrap_or_default();
-        match member {
-            Some(m) => slot.members.insert(uuid.to_owned(), m),
-            None => slot.members.remove(uuid),
-        };
+        slot.put(uuid, member);
         if let Some(dependency) = key.catalogue_dependency() {
             self.memory.put_slot(key, &slot);
             // The grades whose subject this entry gave (or could give) are looked up again.
@@ -378,8 +393,8 @@ impl<M: Memory> Run<'_, M> {
             }
             (Some(f), _) => (f, false),
         };
-        let recorded_at =
-            slot.emitted.as_ref().map_or(cause.modified, |e| cause.modified.max(e.recorded_at + 1));
+        let recorded_at = (slot.emitted.as_ref())
+            .map_or(cause.modified, |e| cause.modified.max(e.recorded_at.saturating_add(1)));
         let stored = if retracted {
             slot.emitted.as_ref().map(|e| e.fields.clone()).unwrap_or_default()
         } else {
@@ -395,9 +410,13 @@ impl<M: Memory> Run<'_, M> {
         };
         let mut event = Map::new();
         event.insert("type".into(), json!(kind.as_str()));
+        // The id names the cause, the key and what is said (a hash of the fields): an id seen
+        // twice downstream is the same event, whatever the memory that made it.
+        let said = if retracted { format!("{stored}-retracted") } else { stored.clone() };
+        let hash = xxhash_rust::xxh3::xxh3_64(said.as_bytes());
         event.insert(
             "event_id".into(),
-            json!(format!("edfi:{}:{}:{}", cause.uuid, cause.version, key.tag())),
+            json!(format!("edfi:{}:{}:{}:{hash:016x}", cause.uuid, cause.version, key.tag())),
         );
         event.extend(fields);
         event.insert("recorded_at".into(), json!(rfc3339(recorded_at)));
@@ -421,7 +440,7 @@ impl<M: Memory> Run<'_, M> {
         let latest = |slot: &Slot| {
             slot.members
                 .iter()
-                .max_by(|a, b| (a.1.modified, a.0).cmp(&(b.1.modified, b.0)))
+                .max_by(|a, b| (a.1.modified, &a.0).cmp(&(b.1.modified, &b.0)))
                 .map(|(_, m)| m.part.clone())
         };
         let fields = match key {
@@ -448,7 +467,7 @@ impl<M: Memory> Run<'_, M> {
             }
             SlotKey::Calendar { school, date } => {
                 let mut any = None;
-                for m in slot.members.values() {
+                for (_, m) in &slot.members {
                     if let Part::Calendar { school_day } = m.part {
                         any = Some(any.unwrap_or(false) | school_day);
                     }
@@ -560,10 +579,15 @@ impl<M: Memory> Run<'_, M> {
     }
 }
 
-fn version_text(version: Option<i64>, modified: i64) -> String {
+/// A document version's name in event ids: its `contentVersion`, else (the Debezium form) its
+/// modification time and a hash of its content (two rows modified in the same second differ).
+fn version_text(version: Option<i64>, modified: i64, document: &Value) -> String {
     match version {
         Some(v) => v.to_string(),
-        None => format!("m{modified}"),
+        None => {
+            let hash = xxhash_rust::xxh3::xxh3_64(document.to_string().as_bytes());
+            format!("m{modified}-{:08x}", hash >> 32)
+        }
     }
 }
 
@@ -573,11 +597,11 @@ fn version_text(version: Option<i64>, modified: i64) -> String {
 fn parse(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Change, String> {
     let value = value.filter(|v| !v.is_empty());
     let Some(value) = value else {
+        // A key that names no documentUuid (Debezium's row id) matches no document read.
         let uuid = key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .map(key_uuid)
             .filter(|k| !k.is_empty())
-            .ok_or("a tombstone (null value) without a documentUuid key")?;
+            .map(|k| key_uuid(&String::from_utf8_lossy(k)))
+            .ok_or("a tombstone (null value) without a key")?;
         return Ok(Change::Delete { uuid, modified: None });
     };
     let v: Value = serde_json::from_slice(value).map_err(|e| format!("not a JSON object: {e}"))?;
@@ -640,8 +664,7 @@ fn key_uuid(key: &str) -> String {
         Ok(Value::Object(o)) => ["documentUuid", "documentuuid"]
             .iter()
             .find_map(|f| o.get(*f).and_then(Value::as_str))
-            .unwrap_or_default()
-            .to_owned(),
+            .map_or_else(|| key.to_owned(), str::to_owned),
         _ => key.to_owned(),
     }
 }
@@ -670,11 +693,13 @@ fn micros(v: &Value) -> Option<i64> {
         }
         Value::Number(n) => {
             let n = n.as_i64()?;
-            Some(match n.unsigned_abs() {
+            let micros = match n.unsigned_abs() {
                 0..100_000_000_000 => n.checked_mul(1_000_000)?,
                 100_000_000_000..100_000_000_000_000 => n.checked_mul(1_000)?,
                 _ => n,
-            })
+            };
+            // Beyond what a timestamp can be (nanoseconds, a year after 9999): not a time.
+            jiff::Timestamp::from_microsecond(micros).is_ok().then_some(micros)
         }
         _ => None,
     }
