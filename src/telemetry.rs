@@ -386,9 +386,7 @@ impl Telemetry {
             }
         }
         for kind in crate::core::EventKind::ALL {
-            if *kind != crate::core::EventKind::Assignment {
-                events.with_label_values(&[kind.as_str()]);
-            }
+            events.with_label_values(&[kind.as_str()]);
         }
         let _ = self.edfi.set((messages, events));
     }

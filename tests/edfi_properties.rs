@@ -14,7 +14,7 @@ use ontrack::edfi::{Memories, Outcome, Translator};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const RESOURCES: [&str; 8] = [
+const RESOURCES: [&str; 12] = [
     "StudentSchoolAttendanceEvent",
     "DisciplineAction",
     "Grade",
@@ -22,6 +22,10 @@ const RESOURCES: [&str; 8] = [
     "CalendarDate",
     "Course",
     "CourseOffering",
+    "Cohort",
+    "StaffCohortAssociation",
+    "StudentCohortAssociation",
+    "Staff",
     "Student",
 ];
 
@@ -180,6 +184,38 @@ fn document(resource: &'static str) -> BoxedStrategy<Value> {
                 "academicSubjects": [{"academicSubjectDescriptor": format!("uri://ed-fi.org/AcademicSubjectDescriptor#{subject}")}]
             }))
             .boxed(),
+        "Cohort" => (prop::sample::select(vec!["A", "B"]), prop::sample::select(vec!["Counselor List", "Study Hall"]))
+            .prop_map(|(id, kind)| json!({
+                "cohortIdentifier": id, "educationOrganizationReference": {"educationOrganizationId": 1},
+                "cohortTypeDescriptor": format!("uri://ed-fi.org/CohortTypeDescriptor#{kind}")
+            }))
+            .boxed(),
+        "StaffCohortAssociation" | "StudentCohortAssociation" => (
+            prop::sample::select(vec!["A", "B"]),
+            prop::sample::select(vec!["t1", "t2"]),
+            student,
+            date,
+            prop::option::of(Just("2021-09-30")),
+        )
+            .prop_map(move |(id, staff, st, begin, end)| {
+                let mut d = json!({
+                    "cohortReference": {"cohortIdentifier": id, "educationOrganizationId": 1},
+                    "beginDate": begin, "endDate": end
+                });
+                if resource == "StaffCohortAssociation" {
+                    d["staffReference"] = json!({"staffUniqueId": staff});
+                } else {
+                    d["studentReference"] = json!({"studentUniqueId": st});
+                }
+                d
+            })
+            .boxed(),
+        "Staff" => (prop::sample::select(vec!["t1", "t2"]), prop::option::of(Just("t@x.example")))
+            .prop_map(|(id, mail)| json!({
+                "staffUniqueId": id, "firstName": "T", "lastSurname": id,
+                "electronicMails": mail.map(|m| vec![json!({"electronicMailAddress": m})])
+            }))
+            .boxed(),
         "CourseOffering" => prop::sample::select(vec!["ALG-1", "ENG-1"])
             .prop_map(|code| json!({
                 "localCourseCode": "ALG-1", "courseReference": {"courseCode": code, "educationOrganizationId": 1},
@@ -197,7 +233,7 @@ fn document(resource: &'static str) -> BoxedStrategy<Value> {
 }
 
 fn life(i: usize) -> impl Strategy<Value = Life> {
-    prop::sample::select(&RESOURCES[..7]).prop_flat_map(move |resource| {
+    prop::sample::select(&RESOURCES[..11]).prop_flat_map(move |resource| {
         (
             prop::collection::vec(document(resource), 1..4),
             prop::collection::vec(0..4u32, 4),
@@ -276,6 +312,7 @@ fn finals(messages: &[(String, Option<String>)]) -> BTreeMap<String, Value> {
                     format!("g/{}/{}/{}", f("student_id"), f("section_id"), f("grading_period"))
                 }
                 "enrollment" => format!("e/{}/{}/{}", f("student_id"), f("school_id"), f("date")),
+                "assignment" => format!("s/{}", f("student_id")),
                 _ => format!("c/{}/{}", f("school_id"), f("date")),
             };
             let time = f("recorded_at").parse::<jiff::Timestamp>().unwrap().as_microsecond();
@@ -294,7 +331,12 @@ fn finals(messages: &[(String, Option<String>)]) -> BTreeMap<String, Value> {
             }
         }
     }
-    best.into_iter().map(|(k, (_, _, v))| (k, v)).collect()
+    // An assignment ended (advocate_id null) is no assignment: whether one was ever written
+    // depends on whether the cohort, its staff and the membership were ever there together.
+    best.into_iter()
+        .filter(|(_, (_, _, v))| !(v["type"] == "assignment" && v["advocate_id"].is_null()))
+        .map(|(k, (_, _, v))| (k, v))
+        .collect()
 }
 
 proptest! {

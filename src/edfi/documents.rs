@@ -18,10 +18,14 @@ pub enum Resource {
     CalendarDate,
     Course,
     CourseOffering,
+    Cohort,
+    StaffCohortAssociation,
+    StudentCohortAssociation,
+    Staff,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 11] = [
         Resource::StudentSchoolAttendanceEvent,
         Resource::DisciplineAction,
         Resource::Grade,
@@ -29,6 +33,10 @@ impl Resource {
         Resource::CalendarDate,
         Resource::Course,
         Resource::CourseOffering,
+        Resource::Cohort,
+        Resource::StaffCohortAssociation,
+        Resource::StudentCohortAssociation,
+        Resource::Staff,
     ];
 
     /// A DMS `resourceName` (case-insensitive; a plural path segment is accepted too).
@@ -52,12 +60,18 @@ impl Resource {
             Resource::CalendarDate => "CalendarDate",
             Resource::Course => "Course",
             Resource::CourseOffering => "CourseOffering",
+            Resource::Cohort => "Cohort",
+            Resource::StaffCohortAssociation => "StaffCohortAssociation",
+            Resource::StudentCohortAssociation => "StudentCohortAssociation",
+            Resource::Staff => "Staff",
         }
     }
 }
 
-/// A natural key that documents contribute to. Student keys are contract v1.1's natural keys;
-/// `Course` and `Offering` are the course catalogue, which grades look their subject up in.
+/// A natural key that documents contribute to. Student keys are contract v1.1's natural keys
+/// (`Assignment`: a student's advocate, from the cohorts the student is in); `Course` and
+/// `Offering` are the course catalogue, which grades look their subject up in; `Cohort`,
+/// `CohortStaff` and `Staff` what assignments look their advocate up in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SlotKey {
     Attendance { student: String, date: String },
@@ -65,8 +79,12 @@ pub enum SlotKey {
     Grade { student: String, section: String, period: String },
     Enrollment { student: String, school: String, entry: String },
     Calendar { school: String, date: String },
+    Assignment { student: String },
     Course { code: String },
     Offering { school: String, year: String, session: String, local: String },
+    Cohort { organization: String, cohort: String },
+    CohortStaff { organization: String, cohort: String },
+    Staff { staff: String },
 }
 
 impl SlotKey {
@@ -88,16 +106,24 @@ impl SlotKey {
             SlotKey::Grade { section, period, .. } => format!("g/{section}/{period}"),
             SlotKey::Enrollment { school, entry, .. } => format!("e/{school}/{entry}"),
             SlotKey::Calendar { school, date } => format!("c/{school}/{date}"),
-            SlotKey::Course { code } => format!("course/{code}"),
-            SlotKey::Offering { school, year, session, local } => {
-                format!("offering/{school}/{year}/{session}/{local}")
-            }
+            SlotKey::Assignment { .. } => "s".to_owned(),
+            // Catalogue entries write no events of their own.
+            _ => String::new(),
         }
     }
 
-    /// What grades depending on this catalogue entry are indexed under (`None`: not one).
+    /// What the keys depending on this catalogue entry (grades, assignments) are indexed under
+    /// (`None`: not a catalogue entry).
     pub fn catalogue_dependency(&self) -> Option<String> {
-        matches!(self, SlotKey::Course { .. } | SlotKey::Offering { .. }).then(|| self.encode())
+        matches!(
+            self,
+            SlotKey::Course { .. }
+                | SlotKey::Offering { .. }
+                | SlotKey::Cohort { .. }
+                | SlotKey::CohortStaff { .. }
+                | SlotKey::Staff { .. }
+        )
+        .then(|| self.encode())
     }
 }
 
@@ -136,6 +162,28 @@ pub enum Part {
     },
     Offering {
         course: String,
+    },
+    /// A cohort: whether its type makes it a caseload (`[edfi] cohort_types`).
+    Cohort {
+        caseload: bool,
+    },
+    /// A staff member's association with a cohort.
+    CohortStaff {
+        staff: String,
+        begin: String,
+        ended: bool,
+    },
+    /// A student's membership in a cohort.
+    Membership {
+        organization: String,
+        cohort: String,
+        begin: String,
+        ended: bool,
+    },
+    /// A staff member's contact, for the advocate's notifications.
+    Staff {
+        name: Option<String>,
+        email: Option<String>,
     },
 }
 
@@ -328,6 +376,57 @@ pub fn read(
                 }
             }
             Ok(Reading::Part(SlotKey::Course { code }, Part::Course { organization, subject }))
+        }
+        Resource::Cohort => {
+            let organization =
+                d.id(&["educationOrganizationReference", "educationOrganizationId"])?;
+            let cohort = d.text(&["cohortIdentifier"])?;
+            let kind = d.text(&["cohortTypeDescriptor"])?;
+            Ok(Reading::Part(
+                SlotKey::Cohort { organization, cohort },
+                Part::Cohort { caseload: mapping.caseload(&kind) },
+            ))
+        }
+        Resource::StaffCohortAssociation | Resource::StudentCohortAssociation => {
+            let organization = d.id(&["cohortReference", "educationOrganizationId"])?;
+            let cohort = d.text(&["cohortReference", "cohortIdentifier"])?;
+            let begin = d.date(&["beginDate"])?;
+            // An association with an end date has ended (Ed-Fi sets it when someone leaves).
+            let ended = match doc.get("endDate") {
+                None | Some(Value::Null) => false,
+                Some(_) => d.date(&["endDate"]).map(|_| true)?,
+            };
+            if resource == Resource::StaffCohortAssociation {
+                let staff = d.text(&["staffReference", "staffUniqueId"])?;
+                Ok(Reading::Part(
+                    SlotKey::CohortStaff { organization, cohort },
+                    Part::CohortStaff { staff, begin, ended },
+                ))
+            } else {
+                let student = d.text(&["studentReference", "studentUniqueId"])?;
+                Ok(Reading::Part(
+                    SlotKey::Assignment { student },
+                    Part::Membership { organization, cohort, begin, ended },
+                ))
+            }
+        }
+        Resource::Staff => {
+            let staff = d.text(&["staffUniqueId"])?;
+            let name = match (d.text(&["firstName"]), d.text(&["lastSurname"])) {
+                (Ok(first), Ok(last)) => Some(format!("{first} {last}")),
+                (Ok(one), Err(_)) | (Err(_), Ok(one)) => Some(one),
+                _ => None,
+            };
+            // The primary address if one is marked, else the first.
+            let mails = doc.get("electronicMails").and_then(Value::as_array);
+            let address = |m: &Value| m.get("electronicMailAddress")?.as_str().map(str::to_owned);
+            let email = mails.and_then(|list| {
+                list.iter()
+                    .find(|m| m.get("primaryEmailAddressIndicator") == Some(&Value::Bool(true)))
+                    .or_else(|| list.first())
+                    .and_then(address)
+            });
+            Ok(Reading::Part(SlotKey::Staff { staff }, Part::Staff { name, email }))
         }
         Resource::CourseOffering => {
             let local = d.text(&["localCourseCode"])?;

@@ -36,6 +36,9 @@ pub struct EdfiConfig {
     /// for the same grading period is the section's current mark); grades of other types are
     /// skipped and counted.
     pub grade_types: Vec<String>,
+    /// The `CohortTypeDescriptor`s whose cohorts are caseloads: a student in such a cohort is
+    /// assigned to its staff member (an `assignment` event). Empty: cohorts are not read.
+    pub cohort_types: Vec<String>,
 }
 
 impl Default for EdfiConfig {
@@ -52,6 +55,7 @@ impl Default for EdfiConfig {
                 format!("{ED_FI}GradeTypeDescriptor#Grading Period"),
                 format!("{ED_FI}GradeTypeDescriptor#Final"),
             ],
+            cohort_types: vec![format!("{ED_FI}CohortTypeDescriptor#Counselor List")],
         }
     }
 }
@@ -137,6 +141,7 @@ pub struct Mapping {
     calendar: HashMap<String, bool>,
     subjects: HashMap<String, Subject>,
     grade_types: Vec<String>,
+    cohort_types: Vec<String>,
 }
 
 impl Default for Mapping {
@@ -221,7 +226,8 @@ impl Mapping {
             ));
         }
         let grade_types = config.grade_types.iter().map(|t| t.to_lowercase()).collect();
-        Ok(Mapping { attendance, discipline, calendar, subjects, grade_types })
+        let cohort_types = config.cohort_types.iter().map(|t| t.to_lowercase()).collect();
+        Ok(Mapping { attendance, discipline, calendar, subjects, grade_types, cohort_types })
     }
 
     pub fn attendance(&self, descriptor: &str) -> Option<Mapped<AttendanceStatus>> {
@@ -239,6 +245,11 @@ impl Mapping {
 
     pub fn subject(&self, descriptor: &str) -> Option<Subject> {
         self.subjects.get(&descriptor.to_lowercase()).copied()
+    }
+
+    /// Whether cohorts of this type are caseloads.
+    pub fn caseload(&self, descriptor: &str) -> bool {
+        self.cohort_types.contains(&descriptor.to_lowercase())
     }
 
     /// The precedence of a grade type (higher wins within a grading period); `None`: not used.

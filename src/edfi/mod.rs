@@ -406,7 +406,8 @@ impl<M: Memory> Run<'_, M> {
             SlotKey::Grade { student, .. } => (EventKind::Grade, student),
             SlotKey::Enrollment { student, .. } => (EventKind::Enrollment, student),
             SlotKey::Calendar { school, .. } => (EventKind::Calendar, school),
-            SlotKey::Course { .. } | SlotKey::Offering { .. } => return Ok(()),
+            SlotKey::Assignment { student } => (EventKind::Assignment, student),
+            _ => return Ok(()),
         };
         let mut event = Map::new();
         event.insert("type".into(), json!(kind.as_str()));
@@ -536,12 +537,94 @@ impl<M: Memory> Run<'_, M> {
                     None
                 }
             },
-            SlotKey::Course { .. } | SlotKey::Offering { .. } => None,
+            SlotKey::Assignment { student } => self.assignment(key, student, slot)?,
+            _ => None,
         };
         Ok(fields.and_then(|v| match v {
             Value::Object(m) => Some(m),
             _ => None,
         }))
+    }
+
+    /// A student's advocate: among the student's current memberships (no end date) of cohorts
+    /// whose type is a caseload, the latest begun; its current staff member (the latest begun,
+    /// ties by id), with the contact of their `Staff` document when it is known. With none (any
+    /// more), `advocate_id` null ends an assignment written before.
+    fn assignment(
+        &mut self,
+        key: &SlotKey,
+        student: &str,
+        slot: &mut Slot,
+    ) -> Result<Option<Value>, M::Error> {
+        let mut depends = Vec::new();
+        let mut best: Option<((String, String, String), String)> = None;
+        for (_, m) in &slot.members {
+            let Part::Membership { organization, cohort, begin, ended: false } = &m.part else {
+                continue;
+            };
+            let (o, c) = (organization.clone(), cohort.clone());
+            let cohort_key = SlotKey::Cohort { organization: o.clone(), cohort: c.clone() };
+            let staff_key = SlotKey::CohortStaff { organization: o, cohort: c };
+            depends.extend([cohort_key.encode(), staff_key.encode()]);
+            let caseload = self.memory.slot(&cohort_key)?.is_some_and(|c| {
+                c.members.iter().any(|(_, m)| matches!(m.part, Part::Cohort { caseload: true }))
+            });
+            if !caseload {
+                continue;
+            }
+            let Some(staff_slot) = self.memory.slot(&staff_key)? else { continue };
+            let staff = staff_slot
+                .members
+                .iter()
+                .filter_map(|(_, m)| match &m.part {
+                    Part::CohortStaff { staff, begin, ended: false } => Some((begin, staff)),
+                    _ => None,
+                })
+                .max();
+            if let Some((staff_begin, staff)) = staff {
+                let rank = (begin.clone(), staff_begin.clone(), staff.clone());
+                if best.as_ref().is_none_or(|(r, _)| rank > *r) {
+                    best = Some((rank, organization.clone()));
+                }
+            }
+        }
+        let fields = match best {
+            Some(((begin, _, staff), organization)) => {
+                let staff_key = SlotKey::Staff { staff: staff.clone() };
+                depends.push(staff_key.encode());
+                let contact = self.memory.slot(&staff_key)?.and_then(|s| {
+                    s.members.into_iter().find_map(|(_, m)| match m.part {
+                        Part::Staff { name, email } => Some((name, email)),
+                        _ => None,
+                    })
+                });
+                let mut f = json!({
+                    "student_id": student, "school_id": organization, "date": begin,
+                    "advocate_id": staff
+                });
+                if let (Some((name, email)), Some(obj)) = (contact, f.as_object_mut()) {
+                    let mut advocate = Map::new();
+                    if let Some(n) = name {
+                        advocate.insert("name".into(), json!(n));
+                    }
+                    if let Some(e) = email {
+                        advocate.insert("email".into(), json!(e));
+                    }
+                    obj.insert("advocate".into(), Value::Object(advocate));
+                }
+                Some(f)
+            }
+            // No advocate: an assignment written before ends (same school and date).
+            None => slot.emitted.as_ref().and_then(|e| {
+                let mut last: Value = serde_json::from_str(&e.fields).ok()?;
+                let obj = last.as_object_mut()?;
+                obj.insert("advocate_id".into(), Value::Null);
+                obj.remove("advocate");
+                Some(last)
+            }),
+        };
+        self.depend(key, slot, depends);
+        Ok(fields)
     }
 
     /// A course's subject: the entry of the grade's school if there is one, else the latest;

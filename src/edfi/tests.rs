@@ -486,3 +486,107 @@ fn the_same_messages_from_the_same_memory_give_the_same_events() {
     assert_eq!(first.len(), 4);
     assert_eq!(first, run());
 }
+
+#[test]
+fn a_student_in_a_counselor_list_is_assigned_to_its_counselor() {
+    let mut f = Feed::new();
+    let cohort_ref = json!({"cohortIdentifier": "CL-7", "educationOrganizationId": 255901001});
+    let member = |end: Option<&str>| {
+        let mut d = json!({
+            "cohortReference": cohort_ref, "studentReference": {"studentUniqueId": "604822"},
+            "beginDate": "2021-08-23"
+        });
+        if let Some(e) = end {
+            d["endDate"] = json!(e);
+        }
+        d
+    };
+    let staffing = |end: Option<&str>| {
+        let mut d = json!({
+            "cohortReference": cohort_ref, "staffReference": {"staffUniqueId": "207219"},
+            "beginDate": "2021-08-01"
+        });
+        if let Some(e) = end {
+            d["endDate"] = json!(e);
+        }
+        d
+    };
+    let cohort = |kind: &str| {
+        json!({
+            "cohortIdentifier": "CL-7", "educationOrganizationReference": {"educationOrganizationId": 255901001},
+            "cohortTypeDescriptor": format!("uri://ed-fi.org/CohortTypeDescriptor#{kind}")
+        })
+    };
+    let at = "2021-08-20T12:00:00Z";
+    // The membership and the cohort's staff come first, the cohort's type last: no advocate
+    // until the cohort is known to be a counselor list.
+    assert!(
+        f.events("m", Some(v1("m", "StudentCohortAssociation", 1, at, member(None)))).is_empty()
+    );
+    assert!(
+        f.events("sa", Some(v1("sa", "StaffCohortAssociation", 1, at, staffing(None)))).is_empty()
+    );
+    assert!(f.events("c", Some(v1("c", "Cohort", 1, at, cohort("Study Hall")))).is_empty());
+    let e = f.events("c", Some(v1("c", "Cohort", 2, at, cohort("Counselor List"))));
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (e[0]["type"].as_str(), e[0]["advocate_id"].as_str()),
+        (Some("assignment"), Some("207219"))
+    );
+    assert_eq!(
+        (e[0]["student_id"].as_str(), e[0]["date"].as_str()),
+        (Some("604822"), Some("2021-08-23"))
+    );
+    assert_eq!(e[0].get("advocate"), None, "no contact known yet");
+    // The counselor's Staff document gives the advocate's contact.
+    let staff = json!({
+        "staffUniqueId": "207219", "firstName": "Pat", "lastSurname": "Example",
+        "electronicMails": [
+            {"electronicMailAddress": "pat@home.example", "electronicMailTypeDescriptor": "uri://ed-fi.org/ElectronicMailTypeDescriptor#Home/Personal"},
+            {"electronicMailAddress": "pat@district.example", "primaryEmailAddressIndicator": true, "electronicMailTypeDescriptor": "uri://ed-fi.org/ElectronicMailTypeDescriptor#Work"}
+        ]
+    });
+    let e = f.events("st", Some(v1("st", "Staff", 1, at, staff)));
+    assert_eq!(e[0]["advocate"], json!({"name": "Pat Example", "email": "pat@district.example"}));
+    // The counselor leaves the list: the assignment ends.
+    let e = f.events(
+        "sa",
+        Some(v1(
+            "sa",
+            "StaffCohortAssociation",
+            2,
+            "2021-12-01T12:00:00Z",
+            staffing(Some("2021-11-30")),
+        )),
+    );
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0]["advocate_id"], Value::Null);
+    assert_eq!(e[0].get("advocate"), None);
+    // Ended already: the student leaving the list changes nothing more.
+    assert!(
+        f.events(
+            "m",
+            Some(v1(
+                "m",
+                "StudentCohortAssociation",
+                2,
+                "2021-12-02T12:00:00Z",
+                member(Some("2021-12-01"))
+            ))
+        )
+        .is_empty()
+    );
+    // A new counselor and membership: assigned again.
+    assert!(
+        f.events(
+            "m",
+            Some(v1("m", "StudentCohortAssociation", 3, "2021-12-03T12:00:00Z", member(None)))
+        )
+        .is_empty()
+    );
+    let e = f.events(
+        "sa",
+        Some(v1("sa", "StaffCohortAssociation", 3, "2021-12-04T12:00:00Z", staffing(None))),
+    );
+    assert_eq!(e[0]["advocate_id"], "207219");
+}
