@@ -1096,9 +1096,11 @@ fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_indepen
     let messages = dms_messages();
     let (run_dir, edfi_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let run = spawn_run(&brokers, &names, run_dir.path(), PARTITIONS as u32);
+    let admin = format!("127.0.0.1:{}", common::servers::free_port());
     let spawn_edfi = || {
         let mut c = edfi_command(&brokers, &names, edfi_dir.path(), PARTITIONS as u32);
-        c.env("ONTRACK__BATCH__MAX_EVENTS", "100").spawn().unwrap()
+        c.env("ONTRACK__BATCH__MAX_EVENTS", "100").env("ONTRACK__EDFI__ADMIN_ADDR", &admin);
+        c.spawn().unwrap()
     };
     let mut edfi = spawn_edfi();
     let p = producer(&brokers);
@@ -1146,6 +1148,33 @@ fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_indepen
         ontrack::core::EventKind::Enrollment,
     ] {
         wait_consumed(&brokers, &names, &names.input(kind));
+    }
+    // The translator's admin server: its metrics (this process's: the messages since the last
+    // restart, the clock record among them) and its readiness once caught up.
+    let get = |path: &str| reqwest::blocking::get(format!("http://{admin}{path}")).unwrap();
+    let metrics = get("/metrics").text().unwrap();
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let translated = "ontrack_edfi_messages_total{outcome=\"translated\",resource=\"StudentSchoolAttendanceEvent\"}";
+    assert!(series(translated).is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(series("ontrack_edfi_events_total{type=\"attendance\"}").is_some_and(|n| n >= 1.0));
+    assert!(
+        metrics
+            .contains(&format!("ontrack_consumer_lag_messages{{partition=\"0\",topic=\"{dms}\"}}")),
+        "{metrics}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get("/readyz").status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the caught-up translator is not ready: {}",
+            get("/readyz").text().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     stop(edfi);
     let total = produced(&attendance);
