@@ -21,11 +21,10 @@ pub enum Resource {
     Cohort,
     StaffCohortAssociation,
     StudentCohortAssociation,
-    Staff,
 }
 
 impl Resource {
-    pub const ALL: [Resource; 11] = [
+    pub const ALL: [Resource; 10] = [
         Resource::StudentSchoolAttendanceEvent,
         Resource::DisciplineAction,
         Resource::Grade,
@@ -36,7 +35,6 @@ impl Resource {
         Resource::Cohort,
         Resource::StaffCohortAssociation,
         Resource::StudentCohortAssociation,
-        Resource::Staff,
     ];
 
     /// A DMS `resourceName` (case-insensitive; a plural path segment is accepted too).
@@ -63,15 +61,14 @@ impl Resource {
             Resource::Cohort => "Cohort",
             Resource::StaffCohortAssociation => "StaffCohortAssociation",
             Resource::StudentCohortAssociation => "StudentCohortAssociation",
-            Resource::Staff => "Staff",
         }
     }
 }
 
 /// A natural key that documents contribute to. Student keys are contract v1.1's natural keys
 /// (`Assignment`: a student's advocate, from the cohorts the student is in); `Course` and
-/// `Offering` are the course catalogue, which grades look their subject up in; `Cohort`,
-/// `CohortStaff` and `Staff` what assignments look their advocate up in.
+/// `Offering` are the course catalogue, which grades look their subject up in; `Cohort` and
+/// `CohortStaff` what assignments look their advocate up in. (Stored: new variants go last.)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SlotKey {
     Attendance { student: String, date: String },
@@ -79,12 +76,11 @@ pub enum SlotKey {
     Grade { student: String, section: String, period: String },
     Enrollment { student: String, school: String, entry: String },
     Calendar { school: String, date: String },
-    Assignment { student: String },
     Course { code: String },
     Offering { school: String, year: String, session: String, local: String },
+    Assignment { student: String },
     Cohort { organization: String, cohort: String },
     CohortStaff { organization: String, cohort: String },
-    Staff { staff: String },
 }
 
 impl SlotKey {
@@ -121,7 +117,6 @@ impl SlotKey {
                 | SlotKey::Offering { .. }
                 | SlotKey::Cohort { .. }
                 | SlotKey::CohortStaff { .. }
-                | SlotKey::Staff { .. }
         )
         .then(|| self.encode())
     }
@@ -163,9 +158,10 @@ pub enum Part {
     Offering {
         course: String,
     },
-    /// A cohort: whether its type makes it a caseload (`[edfi] cohort_types`).
+    /// A cohort, with its `cohortTypeDescriptor` (whether that makes it a caseload is decided
+    /// when assignments are worked out, by `[edfi] cohort_types` as configured then).
     Cohort {
-        caseload: bool,
+        kind: String,
     },
     /// A staff member's association with a cohort.
     CohortStaff {
@@ -173,17 +169,14 @@ pub enum Part {
         begin: String,
         ended: bool,
     },
-    /// A student's membership in a cohort.
+    /// A student's membership in a cohort; `date`: the day it begins, or the day it was last
+    /// modified if that is earlier (a list prepared ahead moves no student into next year).
     Membership {
         organization: String,
         cohort: String,
         begin: String,
+        date: String,
         ended: bool,
-    },
-    /// A staff member's contact, for the advocate's notifications.
-    Staff {
-        name: Option<String>,
-        email: Option<String>,
     },
 }
 
@@ -377,24 +370,29 @@ pub fn read(
             }
             Ok(Reading::Part(SlotKey::Course { code }, Part::Course { organization, subject }))
         }
+        Resource::Cohort
+        | Resource::StaffCohortAssociation
+        | Resource::StudentCohortAssociation
+            if !mapping.reads_cohorts() =>
+        {
+            Ok(Reading::Nothing("cohorts not read ([edfi] cohort_types is empty)"))
+        }
         Resource::Cohort => {
             let organization =
                 d.id(&["educationOrganizationReference", "educationOrganizationId"])?;
             let cohort = d.text(&["cohortIdentifier"])?;
             let kind = d.text(&["cohortTypeDescriptor"])?;
-            Ok(Reading::Part(
-                SlotKey::Cohort { organization, cohort },
-                Part::Cohort { caseload: mapping.caseload(&kind) },
-            ))
+            Ok(Reading::Part(SlotKey::Cohort { organization, cohort }, Part::Cohort { kind }))
         }
         Resource::StaffCohortAssociation | Resource::StudentCohortAssociation => {
             let organization = d.id(&["cohortReference", "educationOrganizationId"])?;
             let cohort = d.text(&["cohortReference", "cohortIdentifier"])?;
             let begin = d.date(&["beginDate"])?;
-            // An association with an end date has ended (Ed-Fi sets it when someone leaves).
+            // Ended: an end date the SIS wrote on or after that day (one filled in ahead, e.g.
+            // the last day of the year, has not ended yet).
             let ended = match doc.get("endDate") {
                 None | Some(Value::Null) => false,
-                Some(_) => d.date(&["endDate"]).map(|_| true)?,
+                Some(_) => *d.date(&["endDate"])? <= *modified_date,
             };
             if resource == Resource::StaffCohortAssociation {
                 let staff = d.text(&["staffReference", "staffUniqueId"])?;
@@ -404,29 +402,12 @@ pub fn read(
                 ))
             } else {
                 let student = d.text(&["studentReference", "studentUniqueId"])?;
+                let date = begin.clone().min(modified_date.to_owned());
                 Ok(Reading::Part(
                     SlotKey::Assignment { student },
-                    Part::Membership { organization, cohort, begin, ended },
+                    Part::Membership { organization, cohort, begin, date, ended },
                 ))
             }
-        }
-        Resource::Staff => {
-            let staff = d.text(&["staffUniqueId"])?;
-            let name = match (d.text(&["firstName"]), d.text(&["lastSurname"])) {
-                (Ok(first), Ok(last)) => Some(format!("{first} {last}")),
-                (Ok(one), Err(_)) | (Err(_), Ok(one)) => Some(one),
-                _ => None,
-            };
-            // The primary address if one is marked, else the first.
-            let mails = doc.get("electronicMails").and_then(Value::as_array);
-            let address = |m: &Value| m.get("electronicMailAddress")?.as_str().map(str::to_owned);
-            let email = mails.and_then(|list| {
-                list.iter()
-                    .find(|m| m.get("primaryEmailAddressIndicator") == Some(&Value::Bool(true)))
-                    .or_else(|| list.first())
-                    .and_then(address)
-            });
-            Ok(Reading::Part(SlotKey::Staff { staff }, Part::Staff { name, email }))
         }
         Resource::CourseOffering => {
             let local = d.text(&["localCourseCode"])?;

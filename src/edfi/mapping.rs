@@ -37,7 +37,9 @@ pub struct EdfiConfig {
     /// skipped and counted.
     pub grade_types: Vec<String>,
     /// The `CohortTypeDescriptor`s whose cohorts are caseloads: a student in such a cohort is
-    /// assigned to its staff member (an `assignment` event). Empty: cohorts are not read.
+    /// assigned to its staff member (an `assignment` event), e.g.
+    /// `["uri://ed-fi.org/CohortTypeDescriptor#Counselor List"]`. Empty (the default): cohorts
+    /// are not read, and caseloads come from the district's own assignments.
     pub cohort_types: Vec<String>,
 }
 
@@ -55,7 +57,7 @@ impl Default for EdfiConfig {
                 format!("{ED_FI}GradeTypeDescriptor#Grading Period"),
                 format!("{ED_FI}GradeTypeDescriptor#Final"),
             ],
-            cohort_types: vec![format!("{ED_FI}CohortTypeDescriptor#Counselor List")],
+            cohort_types: Vec::new(),
         }
     }
 }
@@ -245,6 +247,11 @@ impl Mapping {
 
     pub fn subject(&self, descriptor: &str) -> Option<Subject> {
         self.subjects.get(&descriptor.to_lowercase()).copied()
+    }
+
+    /// Whether cohorts are read at all.
+    pub fn reads_cohorts(&self) -> bool {
+        !self.cohort_types.is_empty()
     }
 
     /// Whether cohorts of this type are caseloads.

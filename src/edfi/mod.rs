@@ -546,10 +546,11 @@ impl<M: Memory> Run<'_, M> {
         }))
     }
 
-    /// A student's advocate: among the student's current memberships (no end date) of cohorts
-    /// whose type is a caseload, the latest begun; its current staff member (the latest begun,
-    /// ties by id), with the contact of their `Staff` document when it is known. With none (any
-    /// more), `advocate_id` null ends an assignment written before.
+    /// A student's advocate: among the student's current memberships (not ended) of cohorts
+    /// whose type is a caseload (`[edfi] cohort_types`), the latest begun; its current staff
+    /// member (the latest begun, ties by id). With none (any more), `advocate_id` null ends an
+    /// assignment written before. Contacts are not sent: they come from the assignments file or
+    /// the district's own assignments (a contact in an event replaces the advocate's whole one).
     fn assignment(
         &mut self,
         key: &SlotKey,
@@ -557,9 +558,10 @@ impl<M: Memory> Run<'_, M> {
         slot: &mut Slot,
     ) -> Result<Option<Value>, M::Error> {
         let mut depends = Vec::new();
-        let mut best: Option<((String, String, String), String)> = None;
+        let mut best: Option<((String, String, String), (String, String))> = None;
         for (_, m) in &slot.members {
-            let Part::Membership { organization, cohort, begin, ended: false } = &m.part else {
+            let Part::Membership { organization, cohort, begin, date, ended: false } = &m.part
+            else {
                 continue;
             };
             let (o, c) = (organization.clone(), cohort.clone());
@@ -567,7 +569,10 @@ impl<M: Memory> Run<'_, M> {
             let staff_key = SlotKey::CohortStaff { organization: o, cohort: c };
             depends.extend([cohort_key.encode(), staff_key.encode()]);
             let caseload = self.memory.slot(&cohort_key)?.is_some_and(|c| {
-                c.members.iter().any(|(_, m)| matches!(m.part, Part::Cohort { caseload: true }))
+                c.members.iter().any(|(_, m)| match &m.part {
+                    Part::Cohort { kind } => self.mapping.caseload(kind),
+                    _ => false,
+                })
             });
             if !caseload {
                 continue;
@@ -584,42 +589,19 @@ impl<M: Memory> Run<'_, M> {
             if let Some((staff_begin, staff)) = staff {
                 let rank = (begin.clone(), staff_begin.clone(), staff.clone());
                 if best.as_ref().is_none_or(|(r, _)| rank > *r) {
-                    best = Some((rank, organization.clone()));
+                    best = Some((rank, (organization.clone(), date.clone())));
                 }
             }
         }
         let fields = match best {
-            Some(((begin, _, staff), organization)) => {
-                let staff_key = SlotKey::Staff { staff: staff.clone() };
-                depends.push(staff_key.encode());
-                let contact = self.memory.slot(&staff_key)?.and_then(|s| {
-                    s.members.into_iter().find_map(|(_, m)| match m.part {
-                        Part::Staff { name, email } => Some((name, email)),
-                        _ => None,
-                    })
-                });
-                let mut f = json!({
-                    "student_id": student, "school_id": organization, "date": begin,
-                    "advocate_id": staff
-                });
-                if let (Some((name, email)), Some(obj)) = (contact, f.as_object_mut()) {
-                    let mut advocate = Map::new();
-                    if let Some(n) = name {
-                        advocate.insert("name".into(), json!(n));
-                    }
-                    if let Some(e) = email {
-                        advocate.insert("email".into(), json!(e));
-                    }
-                    obj.insert("advocate".into(), Value::Object(advocate));
-                }
-                Some(f)
-            }
+            Some(((_, _, staff), (organization, date))) => Some(json!({
+                "student_id": student, "school_id": organization, "date": date,
+                "advocate_id": staff
+            })),
             // No advocate: an assignment written before ends (same school and date).
             None => slot.emitted.as_ref().and_then(|e| {
                 let mut last: Value = serde_json::from_str(&e.fields).ok()?;
-                let obj = last.as_object_mut()?;
-                obj.insert("advocate_id".into(), Value::Null);
-                obj.remove("advocate");
+                last.as_object_mut()?.insert("advocate_id".into(), Value::Null);
                 Some(last)
             }),
         };
