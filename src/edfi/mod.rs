@@ -558,7 +558,9 @@ impl<M: Memory> Run<'_, M> {
         slot: &mut Slot,
     ) -> Result<Option<Value>, M::Error> {
         let mut depends = Vec::new();
-        let mut best: Option<((String, String, String), (String, String))> = None;
+        // ((membership begin, staff begin, staff), (organization, date)) of the best so far.
+        type Candidate = ((String, String, String), (String, String));
+        let mut best: Option<Candidate> = None;
         for (_, m) in &slot.members {
             let Part::Membership { organization, cohort, begin, date, ended: false } = &m.part
             else {
