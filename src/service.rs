@@ -58,21 +58,9 @@ pub fn run_with_clock(
 ) -> anyhow::Result<()> {
     let telemetry = Arc::new(Telemetry::for_inputs(&config.topics.all_inputs()));
     // The admin server stops once the loop has persisted its last batch and delivery stopped.
-    let background = Shutdown::new();
-    // Up first, so that /healthz answers while Kafka is still being reached.
-    let admin = match config.admin.addr.as_str() {
-        "" => None,
-        addr => {
-            let router = crate::http::router(telemetry.clone(), config.admin.ready_max_lag);
-            Some(AdminServer::start(addr, router, background.clone())?)
-        }
-    };
-    let result = serve(config, rules, shutdown, telemetry, clock);
-    background.trigger();
-    if let Some(admin) = admin {
-        admin.join();
-    }
-    result
+    let router = || crate::http::router(telemetry.clone(), config.admin.ready_max_lag);
+    let work = || serve(config, rules, shutdown, telemetry.clone(), clock);
+    AdminServer::around("admin.addr", &config.admin.addr, router, work)?
 }
 
 fn serve(

@@ -222,18 +222,6 @@ impl Memory for StoreMemory<'_> {
     }
 }
 
-/// The input topic of each event type.
-fn topic_of(topics: &Topics, kind: EventKind) -> &str {
-    match kind {
-        EventKind::Attendance => &topics.attendance,
-        EventKind::Discipline => &topics.discipline,
-        EventKind::Grade => &topics.grades,
-        EventKind::Assignment => &topics.assignments,
-        EventKind::Enrollment => &topics.enrollment,
-        EventKind::Calendar => &topics.calendar,
-    }
-}
-
 /// Resumes each DMS partition at the offset stored with the translator's memory.
 struct Resume(Store);
 
@@ -260,22 +248,9 @@ pub fn run(config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
         Mapping::new(edfi).map_err(|(key, why)| anyhow::anyhow!("config: {key}: {why}"))?;
     let telemetry = Arc::new(Telemetry::for_inputs(&[&edfi.topic]));
     telemetry.edfi_series();
-    let background = Shutdown::new();
-    let admin = match edfi.admin_addr.as_str() {
-        "" => None,
-        addr => {
-            let router = crate::http::router(telemetry.clone(), config.admin.ready_max_lag);
-            Some(AdminServer::start(addr, router, background.clone()).map_err(|e| {
-                anyhow::anyhow!("{}", e.to_string().replace("admin.addr", "edfi.admin_addr"))
-            })?)
-        }
-    };
-    let result = serve(config, Translator::new(mapping), shutdown, telemetry);
-    background.trigger();
-    if let Some(admin) = admin {
-        admin.join();
-    }
-    result
+    let router = || crate::http::router(telemetry.clone(), config.admin.ready_max_lag);
+    let work = || serve(config, Translator::new(mapping), shutdown, telemetry.clone());
+    AdminServer::around("edfi.admin_addr", &edfi.admin_addr, router, work)?
 }
 
 fn serve(
@@ -424,7 +399,7 @@ fn translate_batch(
         }
         for e in t.events {
             records.push(OutboxRecord {
-                topic: topic_of(topics, e.kind).to_owned(),
+                topic: topics.input_of(e.kind).to_owned(),
                 key: Some(e.key.into_bytes()),
                 payload: e.json.into_bytes(),
                 headers: Vec::new(),

@@ -17,10 +17,8 @@ use crate::telemetry::Telemetry;
 /// Why the admin server cannot start: start-up stops with the key to change.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error(
-        "admin.addr {addr}: cannot listen: {source} (choose another address with --admin-addr)"
-    )]
-    Bind { addr: String, source: std::io::Error },
+    #[error("{key} {addr}: cannot listen: {source} (choose another address for {key})")]
+    Bind { key: &'static str, addr: String, source: std::io::Error },
     #[error("cannot start the admin server thread: {0}")]
     Thread(std::io::Error),
 }
@@ -62,7 +60,17 @@ impl AdminServer {
     /// Binds `addr` (port 0: any free port) and serves until `shutdown`. A bind error names the
     /// config key.
     pub fn start(addr: &str, router: Router, shutdown: Shutdown) -> Result<AdminServer, HttpError> {
-        let bind = |source| HttpError::Bind { addr: addr.to_owned(), source };
+        AdminServer::start_for("admin.addr", addr, router, shutdown)
+    }
+
+    /// [`AdminServer::start`] for the address of config key `key` (named by a bind error).
+    fn start_for(
+        key: &'static str,
+        addr: &str,
+        router: Router,
+        shutdown: Shutdown,
+    ) -> Result<AdminServer, HttpError> {
+        let bind = |source| HttpError::Bind { key, addr: addr.to_owned(), source };
         let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
         let local = listener.local_addr().map_err(bind)?;
         listener.set_nonblocking(true).map_err(bind)?;
@@ -95,6 +103,28 @@ impl AdminServer {
     /// Waits for the server to end (after its shutdown was triggered).
     pub fn join(self) {
         let _ = self.thread.join();
+    }
+
+    /// Runs `work` with the admin server up on `addr` (config key `key`; empty: no server),
+    /// then stops the server: it answers while `work` starts (reaching Kafka) and until `work`
+    /// has persisted its last batch.
+    pub fn around<T>(
+        key: &'static str,
+        addr: &str,
+        router: impl FnOnce() -> Router,
+        work: impl FnOnce() -> T,
+    ) -> Result<T, HttpError> {
+        let stop = Shutdown::new();
+        let admin = match addr {
+            "" => None,
+            addr => Some(AdminServer::start_for(key, addr, router(), stop.clone())?),
+        };
+        let result = work();
+        stop.trigger();
+        if let Some(admin) = admin {
+            admin.join();
+        }
+        Ok(result)
     }
 }
 
