@@ -375,17 +375,7 @@ impl Worker {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        let inputs: Vec<InputMessage<'_>> = messages
-            .iter()
-            .map(|m| InputMessage {
-                topic: m.topic(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key(),
-                payload: m.payload(),
-                timestamp_ms: m.timestamp().to_millis(),
-            })
-            .collect();
+        let inputs: Vec<InputMessage<'_>> = messages.iter().map(InputMessage::from).collect();
         let outcome = self.pipeline.process(&inputs, self.clock.now())?;
         if outcome.notifications > 0
             && let Some(wake) = &self.wake

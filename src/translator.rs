@@ -381,15 +381,7 @@ fn translate_batch(
         let kinds: Vec<EventKind> = t.events.iter().map(|e| e.kind).collect();
         telemetry.edfi_message(t.resource.map(|r| r.name()), t.outcome.label(), &kinds);
         if let Outcome::Rejected(why) = &t.outcome {
-            let input = InputMessage {
-                topic: m.topic(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key(),
-                payload: m.payload(),
-                timestamp_ms: m.timestamp().to_millis(),
-            };
-            records.push(dead_letter_record(&topics.dead_letter, &input, why));
+            records.push(dead_letter_record(&topics.dead_letter, &InputMessage::from(m), why));
             tracing::debug!(
                 topic = m.topic(),
                 partition = m.partition(),

@@ -113,6 +113,20 @@ pub struct InputMessage<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+impl<'a> From<&'a rdkafka::message::OwnedMessage> for InputMessage<'a> {
+    fn from(m: &'a rdkafka::message::OwnedMessage) -> Self {
+        use rdkafka::Message as _;
+        InputMessage {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload(),
+            timestamp_ms: m.timestamp().to_millis(),
+        }
+    }
+}
+
 /// The core around the store.
 #[derive(Debug)]
 pub struct Pipeline {
