@@ -46,7 +46,7 @@ pub struct EdfiConfig {
 impl Default for EdfiConfig {
     fn default() -> Self {
         EdfiConfig {
-            topic: "edfi.dms.documents".into(),
+            topic: "edfi.dms.document".into(),
             data_dir: PathBuf::from("./data-edfi"),
             admin_addr: "127.0.0.1:9899".into(),
             attendance: BTreeMap::new(),
