@@ -39,7 +39,8 @@ impl Resource {
 
     /// A DMS `resourceName` (case-insensitive; a plural path segment is accepted too).
     pub fn of(name: &str) -> Option<Resource> {
-        let name = name.trim_start_matches('/');
+        // A path form (`ed-fi/studentSchoolAttendanceEvents`) names the resource last.
+        let name = name.rsplit('/').next().unwrap_or(name).trim();
         Resource::ALL.into_iter().find(|r| {
             let n = r.name();
             name.eq_ignore_ascii_case(n)
@@ -556,6 +557,7 @@ mod tests {
             Some(Resource::StudentSchoolAttendanceEvent)
         );
         assert_eq!(Resource::of("Student"), None);
+        assert_eq!(Resource::of("ed-fi/calendarDates"), Some(Resource::CalendarDate));
         assert_eq!(Resource::of("Gradex"), None);
         assert_eq!(Resource::of("Gradé"), None, "a name cut inside a character is no panic");
     }

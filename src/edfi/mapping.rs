@@ -178,7 +178,7 @@ impl Mapping {
                         )
                     })?)
                 };
-                out.insert(descriptor.to_lowercase(), mapped);
+                out.insert(key(&descriptor, resource.trim_end_matches("Descriptor")), mapped);
             }
             Ok(out)
         }
@@ -217,7 +217,7 @@ impl Mapping {
             })
             .collect();
         for (descriptor, school_day) in &config.calendar_events {
-            calendar.insert(descriptor.to_lowercase(), *school_day);
+            calendar.insert(key(descriptor, "CalendarEvent"), *school_day);
         }
         if config.grade_types.is_empty() {
             return Err((
@@ -227,26 +227,26 @@ impl Mapping {
                 ),
             ));
         }
-        let grade_types = config.grade_types.iter().map(|t| t.to_lowercase()).collect();
-        let cohort_types = config.cohort_types.iter().map(|t| t.to_lowercase()).collect();
+        let grade_types = config.grade_types.iter().map(|t| key(t, "GradeType")).collect();
+        let cohort_types = config.cohort_types.iter().map(|t| key(t, "CohortType")).collect();
         Ok(Mapping { attendance, discipline, calendar, subjects, grade_types, cohort_types })
     }
 
     pub fn attendance(&self, descriptor: &str) -> Option<Mapped<AttendanceStatus>> {
-        self.attendance.get(&descriptor.to_lowercase()).copied()
+        self.attendance.get(&key(descriptor, "AttendanceEventCategory")).copied()
     }
 
     pub fn discipline(&self, descriptor: &str) -> Option<Mapped<DisciplineAction>> {
-        self.discipline.get(&descriptor.to_lowercase()).copied()
+        self.discipline.get(&key(descriptor, "Discipline")).copied()
     }
 
     /// Whether a calendar event makes a school day.
     pub fn school_day(&self, descriptor: &str) -> Option<bool> {
-        self.calendar.get(&descriptor.to_lowercase()).copied()
+        self.calendar.get(&key(descriptor, "CalendarEvent")).copied()
     }
 
     pub fn subject(&self, descriptor: &str) -> Option<Subject> {
-        self.subjects.get(&descriptor.to_lowercase()).copied()
+        self.subjects.get(&key(descriptor, "AcademicSubject")).copied()
     }
 
     /// Whether cohorts are read at all.
@@ -256,13 +256,24 @@ impl Mapping {
 
     /// Whether cohorts of this type are caseloads.
     pub fn caseload(&self, descriptor: &str) -> bool {
-        self.cohort_types.contains(&descriptor.to_lowercase())
+        self.cohort_types.contains(&key(descriptor, "CohortType"))
     }
 
     /// The precedence of a grade type (higher wins within a grading period); `None`: not used.
     pub fn grade_type(&self, descriptor: &str) -> Option<usize> {
-        let descriptor = descriptor.to_lowercase();
+        let descriptor = key(descriptor, "GradeType");
         self.grade_types.iter().position(|t| *t == descriptor)
+    }
+}
+
+/// A descriptor as the tables key it: in lower case, and a bare code value (an export that
+/// dropped the namespace, `Excused Absence`) taken as Ed-Fi's own (`uri://ed-fi.org/…#…`).
+fn key(descriptor: &str, kind: &str) -> String {
+    let descriptor = descriptor.trim();
+    if descriptor.contains('#') {
+        descriptor.to_lowercase()
+    } else {
+        format!("{ED_FI}{kind}Descriptor#{descriptor}").to_lowercase()
     }
 }
 
@@ -281,6 +292,23 @@ mod tests {
             "descriptors compare case-insensitively"
         );
         assert_eq!(m.attendance("uri://district.org/AttendanceEventCategoryDescriptor#AB"), None);
+        assert_eq!(
+            m.attendance("Excused Absence"),
+            Some(Mapped::To(AttendanceStatus::AbsentExcused)),
+            "a bare code value is Ed-Fi's"
+        );
+        let bare = EdfiConfig {
+            discipline: [("Detention".into(), "detention".into())].into(),
+            grade_types: vec!["Final".into()],
+            ..EdfiConfig::default()
+        };
+        let m = Mapping::new(&bare).unwrap();
+        assert_eq!(
+            m.discipline("uri://ed-fi.org/DisciplineDescriptor#Detention"),
+            Some(Mapped::To(DisciplineAction::Detention)),
+            "a bare code value in the config is Ed-Fi's too"
+        );
+        assert_eq!(m.grade_type("uri://ed-fi.org/GradeTypeDescriptor#Final"), Some(0));
 
         let config = EdfiConfig {
             attendance: [

@@ -688,7 +688,11 @@ fn parse(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Change, String> {
         let resource = text("resourceName")?;
         let version = match o.get("contentVersion") {
             None | Some(Value::Null) => None,
-            Some(n) => Some(n.as_i64().ok_or("contentVersion: not a whole number")?),
+            // A number, or one written as text.
+            Some(n) => Some(
+                (n.as_i64().or_else(|| n.as_str()?.trim().parse().ok()))
+                    .ok_or("contentVersion: not a whole number")?,
+            ),
         };
         let modified = o
             .get("lastModifiedAt")
@@ -714,7 +718,8 @@ fn parse(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Change, String> {
         }
         let resource = text("resourcename")?;
         let modified = modified.ok_or("lastmodifiedat: missing or not a time")?;
-        let version = o.get("contentversion").and_then(Value::as_i64);
+        let version = (o.get("contentversion"))
+            .and_then(|n| n.as_i64().or_else(|| n.as_str()?.trim().parse().ok()));
         let document = document.ok_or("edfidoc: missing or not an object")?;
         return Ok(Change::Upsert { uuid, resource, version, modified, document });
     }
