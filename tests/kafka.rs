@@ -1140,7 +1140,25 @@ fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_indepen
             "attendanceEventCategoryDescriptor": "uri://ed-fi.org/AttendanceEventCategoryDescriptor#In Attendance"
         }
     });
-    produce_dms(&p, &dms, &[("clock-0".to_owned(), Some(clock.to_string()))]);
+    // Two bad messages: not JSON, and a district descriptor without a mapping. They go to the
+    // dead-letter topic with the usual headers; the stream goes on.
+    let unmapped = serde_json::json!({
+        "contractVersion": 1, "documentUuid": "bad-1", "projectName": "Ed-Fi",
+        "resourceName": "StudentSchoolAttendanceEvent", "resourceVersion": "5.2.0",
+        "contentVersion": 1, "lastModifiedAt": "2022-05-30T13:00:00Z",
+        "document": {
+            "studentReference": {"studentUniqueId": "604822"},
+            "schoolReference": {"schoolId": 255901001},
+            "eventDate": "2022-05-27",
+            "attendanceEventCategoryDescriptor": "uri://district.example/AttendanceEventCategoryDescriptor#Field Trip"
+        }
+    });
+    let bad = [
+        ("bad-0".to_owned(), Some("{not json".to_owned())),
+        ("bad-1".to_owned(), Some(unmapped.to_string())),
+        ("clock-0".to_owned(), Some(clock.to_string())),
+    ];
+    produce_dms(&p, &dms, &bad);
     wait_consumed_by(&brokers, &edfi_group, &dms);
     for kind in [
         ontrack::core::EventKind::Attendance,
@@ -1218,12 +1236,35 @@ fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_indepen
         .count();
     println!("{compared} decided flags compared, all equal; {chronic} chronically absent");
 
+    let dead = read_until(&brokers, &names.topic("dead-letter"), Duration::from_secs(10), |m| {
+        m.len() >= 2
+    });
+    let mut reasons: Vec<(String, String, String)> = dead
+        .iter()
+        .map(|d| {
+            let header = |name: &str| {
+                let h = d.headers().unwrap().iter().find(|h| h.key == name).unwrap();
+                String::from_utf8(h.value.unwrap().to_vec()).unwrap()
+            };
+            assert!(header("ontrack.error.offset").parse::<i64>().is_ok());
+            let key = String::from_utf8(d.key().unwrap().to_vec()).unwrap();
+            (key, header("ontrack.error.topic"), header("ontrack.error.reason"))
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!((reasons[0].0.as_str(), reasons[0].1.as_str()), ("bad-0", dms.as_str()));
+    assert!(reasons[0].2.starts_with("not a JSON object"), "{reasons:?}");
+    assert!(reasons[1].2.contains("\"uri://district.example/AttendanceEventCategoryDescriptor#Field Trip\" has no mapping: add it under [edfi.attendance]"), "{reasons:?}");
+
     // Nothing lost or changed: the winning record of each natural key, live vs offline.
     let offline = {
         let mut export = String::new();
-        for (k, v) in messages.iter().chain([&("clock-0".to_owned(), Some(clock.to_string()))]) {
-            let value: Value =
-                v.as_deref().map_or(Value::Null, |v| serde_json::from_str(v).unwrap());
+        for (k, v) in messages.iter().chain(&bad) {
+            // A message that is not JSON is kept as its text.
+            let value: Value = v.as_deref().map_or(Value::Null, |v| {
+                serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()))
+            });
             export.push_str(&serde_json::json!({"key": k, "value": value}).to_string());
             export.push('\n');
         }
