@@ -396,7 +396,7 @@ impl Telemetry {
         &self,
         resource: Option<&'static str>,
         outcome: &'static str,
-        events: &[crate::core::EventKind],
+        events: impl IntoIterator<Item = crate::core::EventKind>,
     ) {
         let Some((messages, by_type)) = self.edfi.get() else { return };
         messages.with_label_values(&[resource.unwrap_or("other"), outcome]).inc();

@@ -22,7 +22,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::core::event::EventKind;
 use crate::edfi::{DocRecord, Mapping, Memories, Memory, Outcome, Slot, SlotKey, Translator};
 use crate::http::AdminServer;
 use crate::kafka::consumer::{self, Context, Rebalance};
@@ -297,19 +296,18 @@ fn serve(
             .context("kafka: cannot create the consumer")?;
     let mut tpl = TopicPartitionList::new();
     let mut resume = Vec::new();
+    let mut stored = Vec::new();
     for partition in 0..partitions {
         let next = store.next_offset(&edfi.topic, partition)?;
         let offset = next.map_or(Offset::Beginning, Offset::Offset);
         tpl.add_partition_offset(&edfi.topic, partition, offset)
             .context("kafka: cannot position the consumer")?;
         resume.push(format!("{}/{partition}@{offset:?}", edfi.topic));
+        stored.extend(next.map(|n| (edfi.topic.clone(), partition, n)));
     }
     consumer.assign(&tpl).context("kafka: cannot read edfi.topic")?;
     // The group's committed offsets (for lag tools) catch up with the store's at once: a run
     // killed between its commit and Kafka's would leave them behind until the next message.
-    let stored: Vec<(String, i32, i64)> = (0..partitions)
-        .filter_map(|p| Some((edfi.topic.clone(), p, store.next_offset(&edfi.topic, p).ok()??)))
-        .collect();
     consumer::commit(&consumer, &stored);
     telemetry.partitions_assigned(&resume);
     telemetry.state_loaded();
@@ -378,8 +376,8 @@ fn translate_batch(
     let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for m in batch {
         let t = translator.translate(&mut memory, m.key(), m.payload())?;
-        let kinds: Vec<EventKind> = t.events.iter().map(|e| e.kind).collect();
-        telemetry.edfi_message(t.resource.map(|r| r.name()), t.outcome.label(), &kinds);
+        let kinds = t.events.iter().map(|e| e.kind);
+        telemetry.edfi_message(t.resource.map(|r| r.name()), t.outcome.label(), kinds);
         if let Outcome::Rejected(why) = &t.outcome {
             records.push(dead_letter_record(&topics.dead_letter, &InputMessage::from(m), why));
             tracing::debug!(

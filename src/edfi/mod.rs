@@ -373,7 +373,8 @@ impl<M: Memory> Run<'_, M> {
         cause: &Cause<'_>,
     ) -> Result<(), M::Error> {
         let fields = self.combine(key, slot)?;
-        let (fields, retracted) = match (fields, &slot.emitted) {
+        // `stored`: the fields as kept for the next comparison (a retraction keeps the last).
+        let (fields, stored, retracted) = match (fields, &slot.emitted) {
             (None, None) => return Ok(()),
             (None, Some(e)) if e.retracted => return Ok(()),
             (None, Some(e)) => {
@@ -384,22 +385,18 @@ impl<M: Memory> Run<'_, M> {
                 } else {
                     last.insert("retracted".into(), json!(true));
                 }
-                (last, true)
+                (last, e.fields.clone(), true)
             }
-            (Some(f), Some(e))
-                if !e.retracted && serde_json::to_string(&f).ok().as_deref() == Some(&e.fields) =>
-            {
-                return Ok(());
+            (Some(f), emitted) => {
+                let text = serde_json::to_string(&f).unwrap_or_default();
+                if emitted.as_ref().is_some_and(|e| !e.retracted && e.fields == text) {
+                    return Ok(());
+                }
+                (f, text, false)
             }
-            (Some(f), _) => (f, false),
         };
         let recorded_at = (slot.emitted.as_ref())
             .map_or(cause.modified, |e| cause.modified.max(e.recorded_at.saturating_add(1)));
-        let stored = if retracted {
-            slot.emitted.as_ref().map(|e| e.fields.clone()).unwrap_or_default()
-        } else {
-            serde_json::to_string(&fields).unwrap_or_default()
-        };
         let (kind, kafka_key) = match key {
             SlotKey::Attendance { student, .. } => (EventKind::Attendance, student),
             SlotKey::Discipline { student, .. } => (EventKind::Discipline, student),
