@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+mod common;
+
 use ontrack::edfi::{Memories, Outcome, Translator};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -300,12 +302,11 @@ fn interleave(
     out
 }
 
-/// The final record of each natural key (greatest `recorded_at`, then `event_id`), without the
-/// id and the time (a retraction: only that it is one).
+/// The final record of each natural key after translating `messages` (every event valid).
 fn finals(messages: &[(String, Option<String>)]) -> BTreeMap<String, Value> {
     let translator = reading_cohorts();
     let mut memory = Memories::default();
-    let mut best: BTreeMap<String, (i64, String, Value)> = BTreeMap::new();
+    let mut events = Vec::new();
     for (key, value) in messages {
         let t = translator
             .translate(&mut memory, Some(key.as_bytes()), value.as_deref().map(str::as_bytes))
@@ -313,40 +314,10 @@ fn finals(messages: &[(String, Option<String>)]) -> BTreeMap<String, Value> {
         assert!(!matches!(t.outcome, Outcome::Rejected(_)), "{t:?}");
         for e in t.events {
             assert!(ontrack::core::decode(e.json.as_bytes()).is_ok(), "{}", e.json);
-            let mut v: Value = serde_json::from_str(&e.json).unwrap();
-            let f = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            let natural = match f("type").as_str() {
-                "attendance" => format!("a/{}/{}", f("student_id"), f("date")),
-                "discipline" => format!("d/{}/{}", f("student_id"), f("referral_id")),
-                "grade" => {
-                    format!("g/{}/{}/{}", f("student_id"), f("section_id"), f("grading_period"))
-                }
-                "enrollment" => format!("e/{}/{}/{}", f("student_id"), f("school_id"), f("date")),
-                "assignment" => format!("s/{}", f("student_id")),
-                _ => format!("c/{}/{}", f("school_id"), f("date")),
-            };
-            let time = f("recorded_at").parse::<jiff::Timestamp>().unwrap().as_microsecond();
-            let id = f("event_id");
-            let obj = v.as_object_mut().unwrap();
-            obj.remove("event_id");
-            obj.remove("recorded_at");
-            // A winning retraction is the record's absence: its other fields say nothing.
-            if obj.get("retracted") == Some(&json!(true))
-                || obj.get("status") == Some(&json!("retracted"))
-            {
-                v = json!({"retracted": true});
-            }
-            if best.get(&natural).is_none_or(|(t, i, _)| (*t, i) < (time, &id)) {
-                best.insert(natural, (time, id, v));
-            }
+            events.push(serde_json::from_str(&e.json).unwrap());
         }
     }
-    // An assignment ended (advocate_id null) is no assignment: whether one was ever written
-    // depends on whether the cohort, its staff and the membership were ever there together.
-    best.into_iter()
-        .filter(|(_, (_, _, v))| !(v["type"] == "assignment" && v["advocate_id"].is_null()))
-        .map(|(k, (_, _, v))| (k, v))
-        .collect()
+    common::final_records(events)
 }
 
 proptest! {

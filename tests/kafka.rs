@@ -1129,34 +1129,31 @@ fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_indepen
     }
     let edfi_group = format!("{}.edfi", names.topic("group"));
     wait_consumed_by(&brokers, &edfi_group, &dms);
-    let clock = serde_json::json!({
-        "contractVersion": 1, "documentUuid": "clock-0", "projectName": "Ed-Fi",
-        "resourceName": "StudentSchoolAttendanceEvent", "resourceVersion": "5.2.0",
-        "contentVersion": 1, "lastModifiedAt": "2022-05-31T13:00:00Z",
-        "document": {
-            "studentReference": {"studentUniqueId": "clock-0"},
-            "schoolReference": {"schoolId": 255901001},
-            "eventDate": "2022-05-31",
-            "attendanceEventCategoryDescriptor": "uri://ed-fi.org/AttendanceEventCategoryDescriptor#In Attendance"
-        }
-    });
+    // A DMS v1 message of one StudentSchoolAttendanceEvent.
+    let day = |uuid: &str, student: &str, date: &str, category: &str, modified: &str| {
+        serde_json::json!({
+            "contractVersion": 1, "documentUuid": uuid, "projectName": "Ed-Fi",
+            "resourceName": "StudentSchoolAttendanceEvent", "resourceVersion": "5.2.0",
+            "contentVersion": 1, "lastModifiedAt": modified,
+            "document": {
+                "studentReference": {"studentUniqueId": student},
+                "schoolReference": {"schoolId": 255901001},
+                "eventDate": date,
+                "attendanceEventCategoryDescriptor": category
+            }
+        })
+        .to_string()
+    };
+    let present = "uri://ed-fi.org/AttendanceEventCategoryDescriptor#In Attendance";
+    let clock = day("clock-0", "clock-0", "2022-05-31", present, "2022-05-31T13:00:00Z");
     // Two bad messages: not JSON, and a district descriptor without a mapping. They go to the
     // dead-letter topic with the usual headers; the stream goes on.
-    let unmapped = serde_json::json!({
-        "contractVersion": 1, "documentUuid": "bad-1", "projectName": "Ed-Fi",
-        "resourceName": "StudentSchoolAttendanceEvent", "resourceVersion": "5.2.0",
-        "contentVersion": 1, "lastModifiedAt": "2022-05-30T13:00:00Z",
-        "document": {
-            "studentReference": {"studentUniqueId": "604822"},
-            "schoolReference": {"schoolId": 255901001},
-            "eventDate": "2022-05-27",
-            "attendanceEventCategoryDescriptor": "uri://district.example/AttendanceEventCategoryDescriptor#Field Trip"
-        }
-    });
+    let field_trip = "uri://district.example/AttendanceEventCategoryDescriptor#Field Trip";
+    let unmapped = day("bad-1", "604822", "2022-05-27", field_trip, "2022-05-30T13:00:00Z");
     let bad = [
         ("bad-0".to_owned(), Some("{not json".to_owned())),
-        ("bad-1".to_owned(), Some(unmapped.to_string())),
-        ("clock-0".to_owned(), Some(clock.to_string())),
+        ("bad-1".to_owned(), Some(unmapped)),
+        ("clock-0".to_owned(), Some(clock)),
     ];
     produce_dms(&p, &dms, &bad);
     wait_consumed_by(&brokers, &edfi_group, &dms);
@@ -1308,29 +1305,9 @@ fn grand_bend_through_the_dms_topic_with_the_translator_killed_gives_the_indepen
             live.push(e);
         }
     }
-    assert_eq!(winners(&live), winners(&offline), "the final records of the natural keys");
-}
-
-/// The winning record (greatest `recorded_at`, then `event_id`) of each natural key, without
-/// `event_id` and `recorded_at`.
-fn winners(events: &[Value]) -> BTreeMap<String, Value> {
-    let mut best: BTreeMap<String, (i64, String, Value)> = BTreeMap::new();
-    for e in events {
-        let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
-        let key = match f("type").as_str() {
-            "attendance" => format!("a/{}/{}", f("student_id"), f("date")),
-            "discipline" => format!("d/{}/{}", f("student_id"), f("referral_id")),
-            "grade" => format!("g/{}/{}/{}", f("student_id"), f("section_id"), f("grading_period")),
-            "enrollment" => format!("e/{}/{}/{}", f("student_id"), f("school_id"), f("date")),
-            _ => format!("c/{}/{}", f("school_id"), f("date")),
-        };
-        let mut record = e.clone();
-        let (at, id) = (f("recorded_at"), f("event_id"));
-        let time = at.parse::<jiff::Timestamp>().unwrap().as_microsecond();
-        record.as_object_mut().unwrap().retain(|k, _| k != "event_id" && k != "recorded_at");
-        if best.get(&key).is_none_or(|(t, i, _)| (*t, i) < (time, &id)) {
-            best.insert(key, (time, id, record));
-        }
-    }
-    best.into_iter().map(|(k, (_, _, v))| (k, v)).collect()
+    assert_eq!(
+        common::final_records(live),
+        common::final_records(offline),
+        "the final records of the natural keys"
+    );
 }

@@ -4,6 +4,8 @@
 
 pub mod servers;
 
+use std::collections::BTreeMap;
+
 use ontrack::core::{Event, Flag, FlagChange, Outcome, Rules, StudentState, decode};
 use serde_json::{Value, json};
 
@@ -186,4 +188,40 @@ pub fn with_repeats(
         out.insert(at, events[i].clone());
     }
     out
+}
+
+/// The final record of each natural key among contract events (the greatest `recorded_at`, then
+/// `event_id`), without the id and the time. A winning retraction is the record's absence: only
+/// that it is one is kept. An assignment ended (`advocate_id` null) is no assignment.
+pub fn final_records(events: impl IntoIterator<Item = Value>) -> BTreeMap<String, Value> {
+    let mut best: BTreeMap<String, (i64, String, Value)> = BTreeMap::new();
+    for mut v in events {
+        let f = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let natural = match f("type").as_str() {
+            "attendance" => format!("a/{}/{}", f("student_id"), f("date")),
+            "discipline" => format!("d/{}/{}", f("student_id"), f("referral_id")),
+            "grade" => format!("g/{}/{}/{}", f("student_id"), f("section_id"), f("grading_period")),
+            "enrollment" => format!("e/{}/{}/{}", f("student_id"), f("school_id"), f("date")),
+            "assignment" => format!("s/{}", f("student_id")),
+            _ => format!("c/{}/{}", f("school_id"), f("date")),
+        };
+        let time = f("recorded_at").parse::<jiff::Timestamp>().expect("an RFC 3339 time");
+        let id = f("event_id");
+        let obj = v.as_object_mut().expect("an event is an object");
+        obj.remove("event_id");
+        obj.remove("recorded_at");
+        if obj.get("retracted") == Some(&json!(true))
+            || obj.get("status") == Some(&json!("retracted"))
+        {
+            v = json!({"retracted": true});
+        }
+        let time = time.as_microsecond();
+        if best.get(&natural).is_none_or(|(t, i, _)| (*t, i) < (time, &id)) {
+            best.insert(natural, (time, id, v));
+        }
+    }
+    best.into_iter()
+        .filter(|(_, (_, _, v))| !(v["type"] == "assignment" && v["advocate_id"].is_null()))
+        .map(|(k, (_, _, v))| (k, v))
+        .collect()
 }
