@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use ontrack::core::{Change, Event, Flag, FlagChange, Rules, StudentState};
+use ontrack::core::{Change, Event, Flag, FlagChange, Outcome, Rules, StudentState};
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::json;
@@ -73,8 +73,19 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 fn build(i: usize, s: &Spec) -> Event<'static> {
-    let dates = dates();
+    build_on(i, s, &dates())
+}
+
+/// Dates as many as [`dates`], spread over half a year (a school day a week from September),
+/// then four in the next school year: a state read back hot from the store holds two months.
+fn spread_dates() -> Vec<String> {
+    let weekly: Vec<String> = school_days("2025-09-01", 22 * 5).into_iter().step_by(5).collect();
+    [weekly, school_days("2026-08-24", 4)].concat()
+}
+
+fn build_on(i: usize, s: &Spec, dates: &[String]) -> Event<'static> {
     let at = |date: usize, minute: u8| format!("{}T08:0{minute}:00Z", dates[date]);
+    let dates = dates.to_vec();
     let id = format!("e{i:03}");
     match s {
         Spec::Attendance { date, minute, status } => ev(with(
@@ -102,6 +113,44 @@ fn build(i: usize, s: &Spec) -> Event<'static> {
             json!({"advocate_id": advocate.map(|a| format!("adv-{a}")), "recorded_at": at(*date, *minute)}),
         )),
     }
+}
+
+/// A history over [`spread_dates`].
+fn spread_history() -> impl Strategy<Value = Vec<Event<'static>>> {
+    prop::collection::vec(spec(), 1..60).prop_map(|specs| {
+        let dates = spread_dates();
+        specs.iter().enumerate().map(|(i, s)| build_on(i, s, &dates)).collect()
+    })
+}
+
+/// Folds `events` through a store as the service does, committing after the events `commits`
+/// picks and reading the state back (hot: the last two months) after each commit, made whole
+/// only when an event needs it.
+fn fold_through_store(
+    events: &[Event<'static>],
+    commits: &[bool],
+    rules: &Rules,
+) -> (StudentState, Vec<FlagChange>, usize) {
+    use ontrack::store::{Store, Stored, states};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (mut stored, mut changes, mut hot) = (Stored::default(), Vec::new(), 0);
+    let mut new_in = Some(0);
+    for (i, e) in events.iter().enumerate() {
+        store.complete_for("stu-0001", &mut stored, e, rules).unwrap();
+        if let Outcome::Applied(c) = stored.state.apply(e, rules) {
+            changes.extend(c);
+        }
+        if commits.get(i).copied().unwrap_or(true) {
+            let mut batch = store.batch();
+            states::write(&mut batch, "stu-0001", &mut stored, new_in.take());
+            store.commit(batch).unwrap();
+            stored = store.stored_student("stu-0001").unwrap().unwrap();
+            hot += usize::from(!stored.state.is_whole());
+        }
+    }
+    store.complete("stu-0001", &mut stored).unwrap();
+    (stored.state, changes, hot)
 }
 
 fn history() -> impl Strategy<Value = Vec<Event<'static>>> {
@@ -173,6 +222,27 @@ proptest! {
         prop_assert_eq!(changes_once, changes_twice);
     }
 
+    /// (d) Through the store, read back hot after each commit (only the last two months of
+    /// attendance held, the rest made whole when an event needs it): the same flags, in the
+    /// same order, and the same final state as a whole state folded in memory — in any order,
+    /// with duplicates of records long out of memory.
+    #[test]
+    fn a_hot_state_folds_like_the_whole_state(
+        (events, shuffled) in spread_history().prop_flat_map(|h| (Just(h.clone()), Just(h).prop_shuffle())),
+        repeats in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..12),
+        commits in prop::collection::vec(prop::bool::weighted(0.7), 80),
+        in_order in any::<bool>(),
+    ) {
+        let rules = Rules::default();
+        let order = if in_order { &events } else { &shuffled };
+        let stream = with_repeats(order, &repeats);
+        let mut whole = StudentState::default();
+        let expected = fold(&mut whole, &stream, &rules);
+        let (state, changes, _) = fold_through_store(&stream, &commits, &rules);
+        prop_assert_eq!(changes, expected);
+        prop_assert_eq!(state, whole);
+    }
+
     /// (c) A correction with a later `recorded_at` wins whichever arrives first.
     #[test]
     fn a_later_correction_wins_in_either_order(
@@ -202,4 +272,34 @@ proptest! {
         prop_assert_eq!(rec.status.as_str(), fixed);
         prop_assert_eq!(&*rec.version.event_id, "a-fix");
     }
+}
+
+/// The store's part of (d) is exercised: half a year of attendance, then a correction of its
+/// first day and a repeat of its first record. Read back after each commit, the state holds
+/// two months; the correction and the repeat make it whole, and it ends as folded in memory.
+#[test]
+fn a_state_read_back_holds_the_last_two_months() {
+    let rules = Rules::default();
+    let dates = spread_dates();
+    let mut events: Vec<Event<'static>> = (0..22)
+        .map(|i| {
+            let status = if i % 3 == 0 { "absent_unexcused" } else { "present" };
+            build_on(i, &Spec::Attendance { date: i, minute: 0, status }, &dates)
+        })
+        .collect();
+    let first = &dates[0];
+    events.push(ev(with(
+        base("attendance", "fix", first),
+        json!({"status": "present", "recorded_at": format!("{first}T15:00:00Z")}),
+    )));
+    events.push(events[0].clone());
+    let (state, changes, hot) = fold_through_store(&events, &[], &rules);
+    let mut whole = StudentState::default();
+    assert_eq!(changes, fold(&mut whole, &events, &rules));
+    assert_eq!(state, whole);
+    assert!(hot >= 15, "read back hot {hot} times of {}", events.len());
+    assert_eq!(
+        state.attendance_on(time::macros::date!(2025 - 09 - 01)).map(|s| s.is_absence()),
+        Some(false)
+    );
 }

@@ -202,6 +202,24 @@ pub struct StudentState {
     changes: Changes,
     /// The as-of day the cached figures of an enrolled student were counted at (not stored).
     fresh: Fresh,
+    /// `Some`: a *hot* state, whose attendance records dated before a day are not in memory
+    /// (a store keeps them); `None`: the whole state.
+    older: Option<Box<Older>>,
+}
+
+/// What a hot state knows of the attendance records it does not hold: where they end, and a
+/// fingerprint of each one's id (so that a possible duplicate of one is noticed).
+#[derive(Debug, Clone, PartialEq)]
+struct Older {
+    /// Records dated before this day are not held.
+    before: Date,
+    /// The upper 32 bits of xxh3-64 of each one's `event_id`, sorted.
+    fingerprints: Vec<u32>,
+}
+
+/// The fingerprint a hot state keeps of the id of a record it does not hold.
+fn fingerprint(event_id: &str) -> u32 {
+    (xxh3_64(event_id.as_bytes()) >> 32) as u32
 }
 
 /// The as-of day of an enrolled student's cached figures, when known: lets a passing day add
@@ -321,7 +339,10 @@ impl StudentState {
         } else if let Some(year) = year {
             self.update_figures(event, replaced, year, rules, days);
         }
-        debug_assert_eq!(self.figures, self.figures_at(rules, days), "cached figures drifted");
+        debug_assert!(
+            self.older.is_some() || self.figures == self.figures_at(rules, days),
+            "cached figures drifted"
+        );
         self.fresh = Fresh(days.closed_through.filter(|_| days.calendars.is_some()));
         self.evaluate(rules, &Cause::of(event), &mut changes);
         Outcome::Applied(changes)
@@ -653,7 +674,7 @@ impl StudentState {
 
     /// How many distinct events were applied.
     pub fn events_applied(&self) -> usize {
-        self.seen.len()
+        self.seen.len() + self.older.as_ref().map_or(0, |o| o.fingerprints.len())
     }
 
     /// What changed since the last call (everything applied, for a new state), leaving nothing
@@ -703,18 +724,8 @@ impl StudentState {
         enrollments: Vec<EnrollmentRecord>,
         others: Vec<u64>,
     ) -> StudentState {
-        let winners = attendance
-            .iter()
-            .map(|r| &r.version)
-            .chain(referrals.iter().map(|r| &r.version))
-            .chain(grades.iter().map(|r| &r.version))
-            .chain(assignment.iter().map(|r| &r.version))
-            .chain(enrollments.iter().map(|r| &r.version));
-        let mut seen: Vec<u64> = winners.map(|v| xxh3_64(v.event_id.as_bytes())).collect();
-        seen.extend_from_slice(&others);
-        seen.sort_unstable();
-        StudentState {
-            seen,
+        let mut state = StudentState {
+            seen: Vec::new(),
             others,
             attendance,
             referrals,
@@ -727,6 +738,131 @@ impl StudentState {
             raises: head.raises,
             changes: Changes::default(),
             fresh: Fresh::default(),
+            older: None,
+        };
+        let mut seen: Vec<u64> = state.winning_ids().collect();
+        seen.extend_from_slice(&state.others);
+        seen.sort_unstable();
+        state.seen = seen;
+        state
+    }
+
+    /// Whether every record is held (else the state is hot: see [`StudentState::hot`]).
+    pub fn is_whole(&self) -> bool {
+        self.older.is_none()
+    }
+
+    /// The first day of the attendance records held, when not all are.
+    pub fn held_from(&self) -> Option<Date> {
+        self.older.as_ref().map(|o| o.before)
+    }
+
+    /// The fingerprints of the ids of the attendance records not held, sorted (empty for a
+    /// whole state).
+    pub fn fingerprints(&self) -> &[u32] {
+        self.older.as_ref().map_or(&[], |o| &o.fingerprints)
+    }
+
+    /// The fingerprints a hot state held from `before` keeps of the attendance records dated
+    /// before it (for a store to write: they change only when `before` moves).
+    pub fn fingerprints_before(&self, before: Date) -> Vec<u32> {
+        let held = self.attendance.partition_point(|r| r.date < before);
+        let mut out: Vec<u32> = self.fingerprints().to_vec();
+        out.extend(self.attendance[..held].iter().map(|r| fingerprint(&r.version.event_id)));
+        out.sort_unstable();
+        out
+    }
+
+    /// Makes this state *hot*: the attendance records dated before `before` leave memory,
+    /// leaving the fingerprints of their ids (`fingerprints`: of those already gone, as a
+    /// store gave them). Its cost in memory and per event no longer grows with the history:
+    /// an event that needs a record it does not hold says so ([`StudentState::needs_history`])
+    /// and the holder puts the history back ([`StudentState::with_history`]). An enrolled
+    /// student's state stays whole (its figures count expected days over the school year).
+    pub fn hot(&mut self, before: Date, fingerprints: Vec<u32>) {
+        if self.has_enrollment() || self.held_from().is_some_and(|b| b >= before) {
+            return;
+        }
+        let fingerprints = match &self.older {
+            Some(_) => self.fingerprints_before(before),
+            None => {
+                let mut all = fingerprints;
+                let held = self.attendance.partition_point(|r| r.date < before);
+                all.extend(
+                    self.attendance[..held].iter().map(|r| fingerprint(&r.version.event_id)),
+                );
+                all.sort_unstable();
+                all
+            }
+        };
+        let held = self.attendance.partition_point(|r| r.date < before);
+        self.attendance.drain(..held);
+        self.attendance.shrink_to_fit();
+        let mut seen: Vec<u64> = self.winning_ids().collect();
+        seen.extend_from_slice(&self.others);
+        seen.sort_unstable();
+        self.seen = seen;
+        self.older = Some(Box::new(Older { before, fingerprints }));
+    }
+
+    /// Puts the attendance records a hot state does not hold back (`older`: every record dated
+    /// before [`StudentState::held_from`], sorted by date): the state is whole again.
+    pub fn with_history(&mut self, older: Vec<AttendanceRecord>) {
+        if self.older.take().is_none() {
+            return;
+        }
+        for r in &older {
+            insert_sorted(&mut self.seen, xxh3_64(r.version.event_id.as_bytes()));
+        }
+        let mut all = older;
+        all.append(&mut self.attendance);
+        self.attendance = all;
+    }
+
+    /// The hashes of the winning records' ids.
+    fn winning_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        let winners = (self.attendance.iter().map(|r| &r.version))
+            .chain(self.referrals.iter().map(|r| &r.version))
+            .chain(self.grades.iter().map(|r| &r.version))
+            .chain(self.assignment.iter().map(|r| &r.version))
+            .chain(self.enrollments.iter().map(|r| &r.version));
+        winners.map(|v| xxh3_64(v.event_id.as_bytes()))
+    }
+
+    /// Whether a hot state must be made whole before `event` is applied (or checked for a
+    /// duplicate): its id may be one of a record not held, or applying it may read records not
+    /// held — a record dated before (or within two days of) the first one held, a streak that
+    /// may reach back past them, another school year, a tombstone, an enrollment. Always `false` for a whole state. Nearly every event of a
+    /// school day is none of these: it is decided by the head and the recent months.
+    pub fn needs_history(&self, event: &Event, rules: &Rules) -> bool {
+        let Some(older) = &self.older else { return false };
+        if older.fingerprints.binary_search(&fingerprint(&event.event_id)).is_ok() {
+            return true;
+        }
+        if !event.is_live() || Some(rules.school_year_of(event.date)) != self.current_year {
+            return true;
+        }
+        match &event.body {
+            EventBody::AttendanceRecorded { .. } => {
+                // Two days' margin: the alert planner looks at the days around the record.
+                let margin = older.before.checked_add(time::Duration::days(2));
+                // The streak counts absences back from the latest record: it stops at a
+                // present day held, or reaches the records not held.
+                let stops = self.attendance.iter().any(|r| {
+                    r.date != event.date
+                        && r.status != AttendanceStatus::Retracted
+                        && !r.status.is_absence()
+                });
+                margin.is_none_or(|m| event.date < m) || !stops
+            }
+            // A live record of the current school year keeps the year (the latest record's), so
+            // only its own records' figures are counted again, and those are all held (a
+            // correction that moves a referral or grade to another date included).
+            EventBody::ReferralRecorded { .. }
+            | EventBody::GradePosted { .. }
+            | EventBody::AdvocateAssigned { .. } => false,
+            EventBody::Enrolled { .. } => true,
+            EventBody::CalendarDay { .. } => false,
         }
     }
 
@@ -746,6 +882,10 @@ impl StudentState {
             + self.grades.capacity() * (size_of::<GradeRecord>() + 32)
             + self.enrollments.capacity() * (size_of::<EnrollmentRecord>() + 16)
             + self.raises.capacity() * size_of::<(SchoolYear, [u32; 5])>()
+            + self
+                .older
+                .as_ref()
+                .map_or(0, |o| size_of::<Older>() + o.fingerprints.capacity() * size_of::<u32>())
     }
 
     /// Keeps the event's record if it beats the stored winner of its natural key. `None`: it

@@ -81,10 +81,32 @@ impl<'p> Fold<'p> {
         partition: i32,
         days: &Days<'_>,
     ) -> Result<(&StudentState, Outcome), StoreError> {
-        let rules = self.rules;
-        let state = &mut self.state(&event.student_id, partition)?.stored.state;
+        let (rules, store) = (self.rules, self.store);
+        let touched = self.state(&event.student_id, partition)?;
+        store.complete_for(&event.student_id, &mut touched.stored, event, rules)?;
+        let state = &mut touched.stored.state;
         let outcome = state.apply_on(event, rules, days);
         Ok((state, outcome))
+    }
+
+    /// Whether `event` (which came through `partition`) was applied before.
+    pub fn has_seen(&mut self, event: &Event<'_>, partition: i32) -> Result<bool, StoreError> {
+        let (rules, store) = (self.rules, self.store);
+        let touched = self.state(&event.student_id, partition)?;
+        store.complete_for(&event.student_id, &mut touched.stored, event, rules)?;
+        Ok(touched.stored.state.has_seen(&event.event_id))
+    }
+
+    /// The whole state of `student_id` (passing days and calendar changes count every record).
+    pub fn whole_state(
+        &mut self,
+        student_id: &str,
+        partition: i32,
+    ) -> Result<&mut Touched, StoreError> {
+        let store = self.store;
+        let touched = self.state(student_id, partition)?;
+        store.complete(student_id, &mut touched.stored)?;
+        Ok(touched)
     }
 
     /// Whether the batch's states say `id` is watched now (`None`: not touched by the batch).

@@ -263,14 +263,7 @@ impl Pipeline {
             // A duplicate changes nothing, not even the clock (checked apart only when the event
             // would close days: applying checks it anyway).
             let closes = day_state.clock.would_close(&event);
-            if closes
-                && !calendar
-                && fold
-                    .state(&event.student_id, m.partition)?
-                    .stored
-                    .state
-                    .has_seen(&event.event_id)
-            {
+            if closes && !calendar && fold.has_seen(&event, m.partition)? {
                 out.report.duplicate(m.topic);
                 continue;
             }
@@ -399,7 +392,7 @@ impl Pipeline {
         while day <= last && !students.is_empty() {
             let mut done = Vec::new();
             for (partition, id) in &students {
-                let touched = fold.state(id, *partition)?;
+                let touched = fold.whole_state(id, *partition)?;
                 let state = &mut touched.stored.state;
                 let changes = state.pass_day(id, day, &self.rules, &day_state.calendars);
                 self.emit(id, state, &changes, day, event, source_ms, out);
@@ -438,7 +431,7 @@ impl Pipeline {
         }
         let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
         for (partition, id) in students {
-            let touched = fold.state(&id, partition)?;
+            let touched = fold.whole_state(&id, partition)?;
             let state = &mut touched.stored.state;
             let cause = Cause { student_id: &id, ..Cause::of(event) };
             let changes = state.refresh(&self.rules, &days, &cause);

@@ -43,8 +43,9 @@ pub const PREFIXES: [(u8, &str); 5] = [
 ];
 
 /// Version of the store's keys and values; a store of another format is refused at open.
-/// 1: whole states under `s` + student_id (sled). 2: states in parts.
-const FORMAT: u8 = 2;
+/// 1: whole states under `s` + student_id (sled). 2: states in parts. 3: the small parts in
+/// one cold part, with the fingerprints of the attendance a hot state does not hold.
+const FORMAT: u8 = 3;
 
 /// `[store]`: memory the store may use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,13 +1,21 @@
-//! Student states, stored in parts so that a batch writes what it changed, not the history.
+//! Student states, stored in parts so that a batch writes what it changed, not the history,
+//! and a state is read back *hot* — what nearly every event needs, in two or three point reads,
+//! whatever the length of the history.
 //!
 //! The core says what changed in a state ([`crate::core::Changes`]); this module decides how
 //! that is laid out. Parts, under `s` + student_id length (u32, BE) + student_id:
 //! - `c` the *current part*: the head (school year, figures, flags) and the attendance records of
 //!   the latest month with any. Nearly every event changes both, so most batches write one value
 //!   per student;
-//! - `m` + month (u32, BE, [`month_of`]) an earlier month's attendance records;
-//! - `a` assignment, `r` referrals, `g` grades, `e` enrollments, `o` the ids of applied events
-//!   no record carries.
+//! - `k` the *cold part*: assignment, referrals, grades, enrollments, the ids of applied events
+//!   no record carries, and the fingerprints of the ids of the attendance records before the
+//!   month preceding the current one (written when one of them changes, or that month moves);
+//! - `m` + month (u32, BE, [`month_of`]) an earlier month's attendance records.
+//!
+//! [`Store::stored_student`] reads `c`, `k` and the month before the current one: a hot state
+//! ([`StudentState::hot`]), made whole ([`Store::complete`]) only for an event that needs older
+//! records (a correction of an old date, a possible repeat of an old record). An enrolled
+//! student is read whole (its figures count expected days over the school year).
 //!
 //! Attendance is stored compactly (day, status, `recorded_at` relative to the day, event id).
 //! Keyed by the student alone, so a student's events fold into one state even when a producer did
@@ -83,50 +91,102 @@ fn attendance_of_month(state: &StudentState, month: u32) -> &[AttendanceRecord] 
 }
 
 impl Store {
-    /// The stored state of a student, if any.
+    /// The stored state of a student, if any, whole.
     pub fn student(&self, student_id: &str) -> Result<Option<StudentState>, StoreError> {
-        Ok(self.stored_student(student_id)?.map(|s| s.state))
+        Ok(self.read_student(student_id, true)?.map(|s| s.state))
     }
 
-    /// The stored state of a student, with what the store needs to write it back.
+    /// The stored state of a student, with what the store needs to write it back: *hot* (see
+    /// the module's doc), or whole for an enrolled student.
     pub fn stored_student(&self, student_id: &str) -> Result<Option<Stored>, StoreError> {
+        self.read_student(student_id, false)
+    }
+
+    /// The attendance records of `student_id` dated before `before` (the first day of a month:
+    /// a hot state's [`StudentState::held_from`]), sorted by date.
+    pub fn attendance_before(
+        &self,
+        student_id: &str,
+        before: Date,
+    ) -> Result<Vec<AttendanceRecord>, StoreError> {
         let prefix = state_prefix(student_id);
-        let (mut current, mut assignment, mut others) = (None, None, Vec::new());
-        let (mut referrals, mut grades, mut attendance) = (Vec::new(), Vec::new(), Vec::new());
-        let mut enrollments = Vec::new();
-        let mut found = false;
-        for item in self.tree.prefix(&prefix) {
+        let mut attendance = Vec::new();
+        let range = month_key(&prefix, 0)..month_key(&prefix, month_of(before));
+        for item in self.tree.range(range) {
             let (key, value) = item.into_inner()?;
-            found = true;
-            match key.get(prefix.len()) {
-                Some(b'c') => current = Some(part::<Current>(&key, &value)?),
-                Some(b'a') => assignment = part(&key, &value)?,
-                Some(b'r') => referrals = part(&key, &value)?,
-                Some(b'g') => grades = part(&key, &value)?,
-                Some(b'e') => enrollments = part(&key, &value)?,
-                Some(b'o') => others = part(&key, &value)?,
-                Some(b'm') => {
-                    let month: [u8; 4] = key
-                        .get(prefix.len() + 1..)
-                        .and_then(|m| m.try_into().ok())
-                        .ok_or_else(|| corrupt(&key, "bad month key"))?;
-                    let compact = part(&key, &value)?;
-                    expand_month(&key, u32::from_be_bytes(month), compact, &mut attendance)?;
+            expand_month(&key, month_in(&key, &prefix)?, part(&key, &value)?, &mut attendance)?;
+        }
+        debug_assert!(attendance.last().is_none_or(|r| r.date < before));
+        Ok(attendance)
+    }
+
+    /// Makes `stored` whole if `event` needs the records it does not hold
+    /// ([`StudentState::needs_history`]).
+    pub fn complete_for(
+        &self,
+        student_id: &str,
+        stored: &mut Stored,
+        event: &crate::core::Event<'_>,
+        rules: &crate::core::Rules,
+    ) -> Result<(), StoreError> {
+        if stored.state.needs_history(event, rules) {
+            self.complete(student_id, stored)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `stored` whole: the attendance records it does not hold are read back.
+    pub fn complete(&self, student_id: &str, stored: &mut Stored) -> Result<(), StoreError> {
+        if let Some(before) = stored.state.held_from() {
+            let older = self.attendance_before(student_id, before)?;
+            stored.state.with_history(older);
+        }
+        Ok(())
+    }
+
+    fn read_student(&self, student_id: &str, whole: bool) -> Result<Option<Stored>, StoreError> {
+        let prefix = state_prefix(student_id);
+        let current = match self.tree.get(part_key(&prefix, b'c'))? {
+            Some(v) => part::<Current>(&prefix, &v)?,
+            None => return Ok(None),
+        };
+        let cold = match self.tree.get(part_key(&prefix, b'k'))? {
+            Some(v) => part::<Cold>(&prefix, &v)?,
+            None => Cold::default(),
+        };
+        let (head, month, compact) = current;
+        let (assignment, referrals, grades, enrollments, others, fingerprints) = cold;
+        let hot_from = match (whole || enrollments.iter().any(|e| !e.retracted), month) {
+            (false, Some(month)) => window_start(month),
+            _ => None,
+        };
+        let mut attendance = Vec::new();
+        match hot_from {
+            // The month before the current one, the other one held.
+            Some(from) => {
+                let key = month_key(&prefix, month_of(from));
+                if let Some(v) = self.tree.get(&key)? {
+                    expand_month(&key, month_of(from), part(&key, &v)?, &mut attendance)?;
                 }
-                _ => return Err(corrupt(&key, "not a part of a student's state")),
+            }
+            None => {
+                let range = month_key(&prefix, 0)..month_key(&prefix, u32::MAX);
+                for item in self.tree.range(range) {
+                    let (key, value) = item.into_inner()?;
+                    expand_month(
+                        &key,
+                        month_in(&key, &prefix)?,
+                        part(&key, &value)?,
+                        &mut attendance,
+                    )?;
+                }
             }
         }
-        let Some((head, month, compact)) = current else {
-            if !found {
-                return Ok(None);
-            }
-            return Err(corrupt(&prefix, "a student's state without its current part"));
-        };
         // The current month is the latest: its records come after every earlier month's.
         if let Some(month) = month {
             expand_month(&prefix, month, compact, &mut attendance)?;
         }
-        let state = StudentState::from_parts(
+        let mut state = StudentState::from_parts(
             head,
             assignment,
             referrals,
@@ -135,6 +195,9 @@ impl Store {
             enrollments,
             others,
         );
+        if let Some(before) = hot_from {
+            state.hot(before, fingerprints);
+        }
         Ok(Some(Stored { state, head_month: month }))
     }
 
@@ -188,38 +251,63 @@ pub fn write(
     months.dedup();
     // The month kept with the head until now, if the current month moved past it.
     let moved = stored.head_month.filter(|m| Some(*m) != current);
-    let month_key = |month: u32| {
-        let mut key = part_key(&prefix, b'm');
-        key.extend_from_slice(&month.to_be_bytes());
-        key
-    };
     for month in months.iter().copied().chain(moved) {
         if Some(month) != current {
             let records = compact_month(attendance_of_month(state, month));
-            batch.insert(month_key(month), encode(&records));
+            batch.insert(month_key(&prefix, month), encode(&records));
         }
     }
     if changes.head || moved.is_some() || current.is_some_and(|m| months.contains(&m)) {
         let records = current.map_or(Vec::new(), |m| compact_month(attendance_of_month(state, m)));
         batch.insert(part_key(&prefix, b'c'), encode(&(state.head(), current, records)));
     }
-    if changes.assignment {
-        batch.insert(part_key(&prefix, b'a'), encode(&assignment));
-    }
-    if changes.referrals {
-        batch.insert(part_key(&prefix, b'r'), encode(&referrals));
-    }
-    if changes.enrollments {
-        batch.insert(part_key(&prefix, b'e'), encode(&state.enrollments()));
-    }
-    if changes.grades {
-        batch.insert(part_key(&prefix, b'g'), encode(&grades));
-    }
-    if changes.others {
-        batch.insert(part_key(&prefix, b'o'), encode(state.other_ids()));
+    // The cold part, with the fingerprints of the records before the window a hot state holds
+    // (they change when the window moves, or when a whole state changed a record before it).
+    let window = current.and_then(window_start);
+    let older_changed = window.is_some_and(|w| {
+        new_in.is_some()
+            || moved.is_some()
+            || (state.is_whole() && months.first().is_some_and(|m| *m < month_of(w)))
+    });
+    if changes.assignment
+        || changes.referrals
+        || changes.enrollments
+        || changes.grades
+        || changes.others
+        || older_changed
+    {
+        let fingerprints = window.map_or(Vec::new(), |w| state.fingerprints_before(w));
+        let cold =
+            (assignment, referrals, grades, state.enrollments(), state.other_ids(), fingerprints);
+        batch.insert(part_key(&prefix, b'k'), encode(&cold));
     }
     stored.head_month = current;
+    if let Some(window) = window {
+        stored.state.hot(window, Vec::new());
+    }
     batch.len() - before
+}
+
+/// The key of an earlier month's attendance records.
+fn month_key(prefix: &[u8], month: u32) -> Vec<u8> {
+    let mut key = part_key(prefix, b'm');
+    key.extend_from_slice(&month.to_be_bytes());
+    key
+}
+
+/// The month of a month's key.
+fn month_in(key: &[u8], prefix: &[u8]) -> Result<u32, StoreError> {
+    let month: [u8; 4] = key
+        .get(prefix.len() + 1..)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| corrupt(key, "bad month key"))?;
+    Ok(u32::from_be_bytes(month))
+}
+
+/// The first day a hot state holds when the latest month with attendance is `head_month`: the
+/// first day of the month before it (the alert planner looks a day back, the streak a few).
+fn window_start(head_month: u32) -> Option<Date> {
+    month_bounds(head_month.checked_sub(1)?).map(|(first, _)| first)
 }
 
 fn part<T: for<'de> serde::Deserialize<'de>>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -242,6 +330,18 @@ fn part_key(prefix: &[u8], part: u8) -> Vec<u8> {
     key.push(part);
     key
 }
+
+/// The cold part as read back: assignment, referrals, grades, enrollments, the ids of applied
+/// events no record carries, the fingerprints of the ids of the attendance records a hot state
+/// does not hold.
+type Cold = (
+    Option<crate::core::AssignmentRecord>,
+    Vec<crate::core::ReferralRecord>,
+    Vec<crate::core::GradeRecord>,
+    Vec<crate::core::EnrollmentRecord>,
+    Vec<u64>,
+    Vec<u32>,
+);
 
 /// The current part as read back: head, the current month, its records.
 type Current = (Head, Option<u32>, Vec<(u8, u8, i64, u32, compact_str::CompactString)>);
@@ -398,6 +498,7 @@ mod tests {
                         v.insert(stored)
                     }
                 };
+                store.complete_for(&event.student_id, stored, &event, &rules).unwrap();
                 stored.state.apply(&event, &rules);
             }
             let mut batch = store.batch();
@@ -412,9 +513,17 @@ mod tests {
         }
         drop(store);
         let store = Store::open(dir.path()).unwrap();
+        let mut hot = 0;
         for (id, state) in whole.iter() {
             assert_eq!(store.student(id).unwrap().as_ref(), Some(state), "{id}");
+            // Read hot (the last two months), then made whole: the same state.
+            let mut stored = store.stored_student(id).unwrap().unwrap();
+            hot += usize::from(!stored.state.is_whole());
+            assert_eq!(stored.state.events_applied(), state.events_applied(), "{id}");
+            store.complete(id, &mut stored).unwrap();
+            assert_eq!(&stored.state, state, "{id}");
         }
+        assert!(hot * 10 >= whole.iter().count() * 9, "{hot} states read hot");
         // Most batches write one value per student, not its history.
         assert!(
             one_value_states * 10 >= touched_states * 8,
