@@ -61,6 +61,9 @@ pub struct BatchConfig {
     /// Memory (MiB) for decoded student states kept between batches (0: none); each cached
     /// student saves a store read and decode per batch that touches it.
     pub state_cache_mib: usize,
+    /// Workers folding a batch side by side, each with its own students (by a hash of the id)
+    /// and its share of the state cache; 0: one per core.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for BatchConfig {
             max_events: 5_000,
             max_wait_ms: 20,
             state_cache_mib: crate::pipeline::DEFAULT_CACHE_MIB,
+            workers: 0,
         }
     }
 }

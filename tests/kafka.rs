@@ -90,6 +90,8 @@ fn ontrack_command(subcommand: &str, brokers: &str, names: &Names, partitions: u
         .env("ONTRACK__KAFKA__BROKERS", brokers)
         .env("ONTRACK__KAFKA__GROUP_ID", names.topic("group"))
         .env("ONTRACK__KAFKA__PARTITIONS", partitions.to_string())
+        // More workers than this machine's two cores: every guarantee holds with several.
+        .env("ONTRACK__BATCH__WORKERS", "3")
         .env("ONTRACK__TOPICS__ATTENDANCE", names.topic("attendance"))
         .env("ONTRACK__TOPICS__DISCIPLINE", names.topic("discipline"))
         .env("ONTRACK__TOPICS__GRADES", names.topic("grades"))

@@ -172,16 +172,26 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     // The pipeline in batches of random sizes, students spread over 4 partitions; with no state
     // cache, a cache far smaller than the district (emptied when full), and one that holds it all
     // (dropped now and then, as on a rebalance).
+    // One worker, and three folding each batch's students side by side: the same flags in the
+    // same order.
     for cache in [0, 40_000, 64 << 20] {
-        assert_eq!(through_pipeline(&messages, cache), expected, "cache of {cache} bytes");
+        for workers in [1, 3] {
+            let got = through_pipeline(&messages, cache, workers);
+            assert_eq!(got, expected, "cache of {cache} bytes, {workers} workers");
+        }
     }
 }
 
 /// What the pipeline publishes for `messages`, in batches of random sizes, students spread over
-/// 4 partitions, with a state cache of `cache` bytes (dropped now and then, as on a rebalance).
-fn through_pipeline(messages: &[ontrack::synth::SynthEvent], cache: usize) -> Vec<Value> {
+/// 4 partitions, with a state cache of `cache` bytes (dropped now and then, as on a rebalance),
+/// folded by `workers`.
+fn through_pipeline(
+    messages: &[ontrack::synth::SynthEvent],
+    cache: usize,
+    workers: usize,
+) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(&dir).with_cache_bytes(cache);
+    let p = pipeline(&dir).with_workers(workers).with_cache_bytes(cache);
     let topics = Topics::default();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut offsets = [0i64; 4];
@@ -259,9 +269,10 @@ fn days_passing_and_calendar_changes_give_replays_flags() {
     assert!(by_day.count() > 10, "days passing change flags");
     let called_off = |f: &&Value| f["caused_by"].as_str().unwrap().starts_with("called-off");
     assert!(expected.iter().any(|f| called_off(&f)), "the calendar change does");
-    for cache in [0, 64 << 20] {
-        let got = through_pipeline(&messages, cache);
-        assert_eq!(per_student(&got), per_student(&expected), "cache of {cache} bytes");
+    for (cache, workers) in [(0, 1), (64 << 20, 3)] {
+        let got = through_pipeline(&messages, cache, workers);
+        let (got, want) = (per_student(&got), per_student(&expected));
+        assert_eq!(got, want, "cache of {cache} bytes, {workers} workers");
     }
 }
 

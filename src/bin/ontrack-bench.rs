@@ -98,6 +98,9 @@ enum Command {
         /// `batch.state_cache_mib` of the service.
         #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_CACHE_MIB)]
         state_cache_mib: usize,
+        /// `batch.workers` of the service (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
         /// `store.cache_mib` of the service.
         #[arg(long, default_value_t = ontrack::store::StoreOptions::default().cache_mib)]
         store_cache_mib: u64,
@@ -140,22 +143,35 @@ fn main() -> anyhow::Result<()> {
             dms(b, &prefix, students, days, seed, out.as_deref())
         }
         Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
-        Command::Fold { students, data_dir, state_cache_mib, store_cache_mib, memtable_mib } => {
+        Command::Fold {
+            students,
+            data_dir,
+            state_cache_mib,
+            workers,
+            store_cache_mib,
+            memtable_mib,
+        } => {
             let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
             let store = ontrack::store::Store::open_with(&data_dir, &options)?;
-            fold(students, store, state_cache_mib)
+            fold(students, store, state_cache_mib, workers)
         }
     }
 }
 
 /// The pipeline of `ontrack run` over the events on standard input, without a broker.
-fn fold(students: u64, store: ontrack::store::Store, state_cache_mib: usize) -> anyhow::Result<()> {
+fn fold(
+    students: u64,
+    store: ontrack::store::Store,
+    state_cache_mib: usize,
+    workers: usize,
+) -> anyhow::Result<()> {
     use std::io::BufRead as _;
 
     use ontrack::pipeline::{InputMessage, Pipeline, Topics};
     let topics = Topics::default();
     let pipeline = Pipeline::new(store, ontrack::core::Rules::default(), topics.clone())
-        .with_cache_mib(state_cache_mib);
+        .with_cache_mib(state_cache_mib)
+        .with_workers(workers);
     let mut offsets = std::collections::HashMap::<(&str, i32), i64>::new();
     let (started, mut events) = (Instant::now(), 0u64);
     let now = jiff::Timestamp::now();

@@ -1,5 +1,11 @@
 //! The fold of one batch: each message decoded and checked, its student's state found (this
 //! batch's, the cache's, the store's, or new) and the event applied by the core.
+//!
+//! The students are split into [`Shards`] by a hash of their id, one per worker: between two
+//! events that close school days (or change a calendar), the shards fold their students' events
+//! at the same time, each on its own thread with its own share of the state cache, and their
+//! results are taken back in message order. Every student is folded by one shard, and each
+//! student's events in their order, so the outcome is the one of folding the batch in order.
 
 use std::collections::HashMap;
 
@@ -7,7 +13,8 @@ use super::InputMessage;
 use super::Topics;
 use super::cache::{StateCache, Touched};
 use super::days::WATCHED;
-use crate::core::{Days, Event, Outcome, Rules, StudentState, decode};
+use crate::core::{Days, Event, FlagChange, Outcome, Rules, StudentState, decode};
+use crate::notify::plan::{Facts, Now, Planner};
 use crate::store::{Batch, Store, StoreError, states};
 use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC};
 
@@ -15,7 +22,6 @@ use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC};
 pub(super) struct Fold<'p> {
     store: &'p Store,
     rules: &'p Rules,
-    topics: &'p Topics,
     cache: &'p mut StateCache,
     /// A write batch cannot be read before its commit: states touched in this batch live here.
     pub states: HashMap<String, Touched>,
@@ -24,32 +30,8 @@ pub(super) struct Fold<'p> {
 }
 
 impl<'p> Fold<'p> {
-    pub fn new(
-        store: &'p Store,
-        rules: &'p Rules,
-        topics: &'p Topics,
-        cache: &'p mut StateCache,
-    ) -> Fold<'p> {
-        Fold { store, rules, topics, cache, states: HashMap::new(), from_cache: 0 }
-    }
-
-    /// Decodes a message and checks it belongs on its topic. The key is not checked: the state
-    /// is the student's whatever the key, and only co-partitioning by student_id keeps one
-    /// consumer the owner of all of a student's events (the README says so).
-    /// Errors carry a bounded label for metrics and the readable reason.
-    pub fn check<'m>(&self, m: &InputMessage<'m>) -> Result<Event<'m>, (&'static str, String)> {
-        let payload = m.payload.ok_or((REJECT_EMPTY, "empty message: no value".to_owned()))?;
-        let event = decode(payload).map_err(|e| (e.reason_label(), e.to_string()))?;
-        let expected = self.topics.input_of(event.kind());
-        if m.topic != expected {
-            let reason = format!(
-                "a {} event does not belong on topic {}; send it to {expected}",
-                event.kind(),
-                m.topic
-            );
-            return Err((REJECT_WRONG_TOPIC, reason));
-        }
-        Ok(event)
+    pub fn new(store: &'p Store, rules: &'p Rules, cache: &'p mut StateCache) -> Fold<'p> {
+        Fold { store, rules, cache, states: HashMap::new(), from_cache: 0 }
     }
 
     /// The state of `student_id` (which came through `partition`): this batch's, the cache's,
@@ -133,4 +115,197 @@ impl<'p> Fold<'p> {
     pub fn finish(self, cache_limit: usize) {
         self.cache.put_back(self.states, cache_limit);
     }
+}
+
+/// Decodes a message and checks it belongs on its topic. The key is not checked: the state
+/// is the student's whatever the key, and only co-partitioning by student_id keeps one
+/// consumer the owner of all of a student's events (the README says so).
+/// Errors carry a bounded label for metrics and the readable reason.
+pub(super) fn check<'m>(
+    topics: &Topics,
+    m: &InputMessage<'m>,
+) -> Result<Event<'m>, (&'static str, String)> {
+    let payload = m.payload.ok_or((REJECT_EMPTY, "empty message: no value".to_owned()))?;
+    let event = decode(payload).map_err(|e| (e.reason_label(), e.to_string()))?;
+    let expected = topics.input_of(event.kind());
+    if m.topic != expected {
+        let reason = format!(
+            "a {} event does not belong on topic {}; send it to {expected}",
+            event.kind(),
+            m.topic
+        );
+        return Err((REJECT_WRONG_TOPIC, reason));
+    }
+    Ok(event)
+}
+
+/// What applying one event of a segment did, taken back in message order.
+pub(super) enum Applied {
+    Duplicate,
+    Changes {
+        changes: Vec<FlagChange>,
+        /// What its alerts depend on (when notifications are on).
+        facts: Option<Box<Facts>>,
+        /// An enrollment: (partition, school, student).
+        enrolled: Option<(i32, String, String)>,
+    },
+}
+
+/// Fewer events than this in a segment are folded on the calling thread (a thread costs more).
+pub(super) const PARALLEL_FROM: usize = 256;
+
+impl Fold<'_> {
+    /// Applies `events` (message index, event, partition) in order, each counted against `days`.
+    fn apply_all(
+        &mut self,
+        events: &[(usize, &Event<'_>, i32)],
+        days: &Days<'_>,
+        planner: Option<&Planner>,
+        today: &Now,
+    ) -> Result<Vec<(usize, Applied)>, StoreError> {
+        let mut out = Vec::with_capacity(events.len());
+        for (i, event, partition) in events {
+            let (state, outcome) = self.apply(event, *partition, days)?;
+            let applied = match outcome {
+                Outcome::Duplicate => Applied::Duplicate,
+                Outcome::Applied(changes) => {
+                    let facts =
+                        planner.and_then(|p| p.facts(event, state, &changes, today)).map(Box::new);
+                    let enrolled = match event.body {
+                        crate::core::EventBody::Enrolled { .. } => Some((
+                            *partition,
+                            event.school_id.to_string(),
+                            event.student_id.to_string(),
+                        )),
+                        _ => None,
+                    };
+                    Applied::Changes { changes, facts, enrolled }
+                }
+            };
+            out.push((*i, applied));
+        }
+        Ok(out)
+    }
+}
+
+/// The batch's folds, one per worker; a student belongs to the shard its id hashes to.
+pub(super) struct Shards<'p> {
+    folds: Vec<Fold<'p>>,
+}
+
+impl<'p> Shards<'p> {
+    pub fn new(store: &'p Store, rules: &'p Rules, caches: &'p mut [StateCache]) -> Shards<'p> {
+        Shards { folds: caches.iter_mut().map(|c| Fold::new(store, rules, c)).collect() }
+    }
+
+    fn of(&mut self, student_id: &str) -> &mut Fold<'p> {
+        let n = self.folds.len();
+        &mut self.folds[shard_of(student_id, n)]
+    }
+
+    /// See [`Fold::has_seen`].
+    pub fn has_seen(&mut self, event: &Event<'_>, partition: i32) -> Result<bool, StoreError> {
+        self.of(&event.student_id).has_seen(event, partition)
+    }
+
+    /// See [`Fold::whole_state`].
+    pub fn whole_state(
+        &mut self,
+        student_id: &str,
+        partition: i32,
+    ) -> Result<&mut Touched, StoreError> {
+        self.of(student_id).whole_state(student_id, partition)
+    }
+
+    /// See [`Fold::watched_now`].
+    pub fn watched_now(&self, id: &str) -> Option<bool> {
+        self.folds[shard_of(id, self.folds.len())].watched_now(id)
+    }
+
+    /// Every state the batch touched.
+    pub fn states(&self) -> impl Iterator<Item = (&String, &Touched)> {
+        self.folds.iter().flat_map(|f| f.states.iter())
+    }
+
+    /// Folds a segment of the batch — `events` (message index, event, partition), none of
+    /// which closes a day — the shards side by side; the outcomes in message order.
+    pub fn apply_segment(
+        &mut self,
+        events: &[(usize, &Event<'_>, i32)],
+        days: &Days<'_>,
+        planner: Option<&Planner>,
+        today: &Now,
+    ) -> Result<Vec<(usize, Applied)>, StoreError> {
+        let n = self.folds.len();
+        if n == 1 {
+            return self.folds[0].apply_all(events, days, planner, today);
+        }
+        if events.len() < PARALLEL_FROM {
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                out.extend(self.of(&e.1.student_id).apply_all(
+                    std::slice::from_ref(e),
+                    days,
+                    planner,
+                    today,
+                )?);
+            }
+            return Ok(out);
+        }
+        let mut per: Vec<Vec<(usize, &Event<'_>, i32)>> = vec![Vec::new(); n];
+        for e in events {
+            per[shard_of(&e.1.student_id, n)].push(*e);
+        }
+        let results: Vec<Result<Vec<(usize, Applied)>, StoreError>> = std::thread::scope(|s| {
+            let mut folds = self.folds.iter_mut().zip(&per);
+            let first = folds.next();
+            let handles: Vec<_> = folds
+                .map(|(fold, events)| s.spawn(move || fold.apply_all(events, days, planner, today)))
+                .collect();
+            let mut results = Vec::with_capacity(n);
+            if let Some((fold, events)) = first {
+                results.push(fold.apply_all(events, days, planner, today));
+            }
+            for h in handles {
+                results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            results
+        });
+        let mut out = Vec::with_capacity(events.len());
+        for r in results {
+            out.extend(r?);
+        }
+        out.sort_unstable_by_key(|(i, _)| *i);
+        Ok(out)
+    }
+
+    /// See [`Fold::write`].
+    pub fn write(&mut self, batch: &mut Batch<'_>) {
+        for f in &mut self.folds {
+            f.write(batch);
+        }
+    }
+
+    /// `(states from the cache, states read from the store or new)`.
+    pub fn reads(&self) -> (u64, u64) {
+        let cached: u64 = self.folds.iter().map(|f| f.from_cache).sum();
+        let touched: u64 = self.folds.iter().map(|f| f.states.len() as u64).sum();
+        (cached, touched - cached)
+    }
+
+    /// See [`Fold::finish`]: each shard keeps its share of `cache_limit`.
+    pub fn finish(self, cache_limit: usize) {
+        let share = cache_limit / self.folds.len().max(1);
+        for f in self.folds {
+            f.finish(share);
+        }
+    }
+}
+
+/// The shard of `student_id` among `n`.
+fn shard_of(student_id: &str, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    (xxhash_rust::xxh3::xxh3_64(student_id.as_bytes()) % n as u64) as usize
 }

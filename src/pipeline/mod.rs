@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use time::Date;
 
-use crate::core::{
-    CalendarOutcome, Cause, Days, Event, EventBody, EventKind, FlagChange, Outcome, Rules,
-};
+use crate::core::{CalendarOutcome, Cause, Days, Event, EventBody, EventKind, FlagChange, Rules};
 use crate::notify::plan::{Now, Planner, View};
 use crate::store::{OFFSETS, Store, StoreError};
 use crate::telemetry::Telemetry;
@@ -127,6 +125,15 @@ impl<'a> From<&'a rdkafka::message::OwnedMessage> for InputMessage<'a> {
     }
 }
 
+/// One worker per core (what `batch.workers = 0` means).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn caches(workers: usize) -> Vec<cache::StateCache> {
+    (0..workers.max(1)).map(|_| cache::StateCache::default()).collect()
+}
+
 /// The core around the store.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -136,8 +143,9 @@ pub struct Pipeline {
     /// `None`: notifications are off.
     planner: Option<Arc<Planner>>,
     telemetry: Arc<Telemetry>,
-    /// Decoded states of recently touched students, equal to the store's.
-    cache: Mutex<cache::StateCache>,
+    /// Decoded states of recently touched students, equal to the store's: a share per worker
+    /// (the batch's students are folded by `workers` shards side by side).
+    cache: Mutex<Vec<cache::StateCache>>,
     cache_bytes: usize,
     /// The calendars and the day clock, equal to the store's (`None`: read at the next batch).
     days: Mutex<Option<days::DayState>>,
@@ -154,7 +162,7 @@ impl Pipeline {
             topics,
             planner: None,
             telemetry: Arc::default(),
-            cache: Mutex::default(),
+            cache: Mutex::new(caches(default_workers())),
             cache_bytes: DEFAULT_CACHE_MIB << 20,
             days: Mutex::default(),
             owned: Mutex::default(),
@@ -181,7 +189,15 @@ impl Pipeline {
     /// Drops every cached state: the store may change under them (partitions moved to another
     /// instance and back).
     pub fn forget_cached(&self) {
-        *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = cache::StateCache::default();
+        let mut caches = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        *caches = self::caches(caches.len());
+    }
+
+    /// Folds each batch's students in `workers` shards side by side (0: one per core).
+    pub fn with_workers(mut self, workers: usize) -> Pipeline {
+        let workers = if workers == 0 { default_workers() } else { workers };
+        self.cache = Mutex::new(caches(workers));
+        self
     }
 
     /// Counts into `telemetry` (a pipeline of its own counts into a private one).
@@ -237,8 +253,9 @@ impl Pipeline {
         };
         let clock_before = day_state.clock;
         let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut fold = fold::Fold::new(&self.store, &self.rules, &self.topics, &mut cache);
+        let mut caches = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let workers = caches.len();
+        let mut fold = fold::Shards::new(&self.store, &self.rules, &mut caches);
         let mut out = Out {
             outputs: outputs::Outputs::new(&self.topics, now),
             report: report::Report::default(),
@@ -247,40 +264,54 @@ impl Pipeline {
         };
         let mut calendar_writes = Vec::new();
         let mut enrolled = Vec::new();
-        for m in batch {
-            let event = match fold.check(m) {
-                Ok(event) => event,
-                Err((label, reason)) => {
-                    out.report.rejected(m, label);
-                    out.outputs.dead_letter(m, &reason);
-                    continue;
+        let decoded = self.decode_all(batch, workers);
+        // A message's time: its Kafka timestamp, else its recorded_at.
+        let source: Vec<i64> = (batch.iter().zip(&decoded))
+            .map(|(m, e)| match (m.timestamp_ms, e) {
+                (Some(ms), _) => ms,
+                (None, Ok(e)) => {
+                    e.recorded_at.secs * 1000 + i64::from(e.recorded_at.nanos / 1_000_000)
                 }
+                (None, Err(_)) => 0,
+            })
+            .collect();
+        // Messages are gathered into segments the shards fold side by side; a record that
+        // closes days or a calendar record is taken alone, in its place.
+        let mut segment =
+            Segment { batch, decoded: &decoded, source: &source, pending: Vec::new() };
+        for (i, m) in batch.iter().enumerate() {
+            let Ok(event) = &decoded[i] else {
+                segment.pending.push(i);
+                continue;
             };
-            let source_ms = m.timestamp_ms.unwrap_or(
-                event.recorded_at.secs * 1000 + i64::from(event.recorded_at.nanos / 1_000_000),
-            );
             let calendar = matches!(event.body, EventBody::CalendarDay { .. });
             // A duplicate changes nothing, not even the clock (checked apart only when the event
             // would close days: applying checks it anyway).
-            let closes = day_state.clock.would_close(&event);
-            if closes && !calendar && fold.has_seen(&event, m.partition)? {
+            let closes = day_state.clock.would_close(event);
+            if !calendar && !closes {
+                segment.pending.push(i);
+                continue;
+            }
+            self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
+            let source_ms = source[i];
+            if closes && !calendar && fold.has_seen(event, m.partition)? {
                 out.report.duplicate(m.topic);
                 continue;
             }
             // The school days the event closes pass before it is applied.
-            if let Some((first, last)) = day_state.clock.observe(&event) {
+            if let Some((first, last)) = day_state.clock.observe(event) {
                 self.pass_days(
                     &mut fold,
                     day_state,
                     owned.as_ref(),
                     (first, last),
-                    &event,
+                    event,
                     source_ms,
                     &mut out,
                 )?;
             }
             if calendar {
-                match day_state.calendars.apply(&event) {
+                match day_state.calendars.apply(event) {
                     CalendarOutcome::Duplicate => {
                         out.report.duplicate(m.topic);
                         continue;
@@ -300,7 +331,7 @@ impl Pipeline {
                                 day_state,
                                 owned.as_ref(),
                                 &enrolled,
-                                &event,
+                                event,
                                 source_ms,
                                 &mut out,
                             )?;
@@ -310,28 +341,10 @@ impl Pipeline {
                 out.report.applied(m.topic, std::iter::empty());
                 continue;
             }
-            let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
-            let (state, outcome) = fold.apply(&event, m.partition, &days)?;
-            let changes = match outcome {
-                Outcome::Duplicate => {
-                    out.report.duplicate(m.topic);
-                    continue;
-                }
-                Outcome::Applied(changes) => changes,
-            };
-            out.report.applied(m.topic, changes.iter().map(|c| (c.flag, c.change)));
-            out.outputs.flags(&changes, source_ms);
-            if let Some(planner) = &self.planner {
-                out.facts.extend(planner.facts(&event, state, &changes, &out.today));
-            }
-            if let EventBody::Enrolled { .. } = event.body {
-                enrolled.push((
-                    m.partition,
-                    event.school_id.to_string(),
-                    event.student_id.to_string(),
-                ));
-            }
+            segment.pending.push(i);
+            self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
         }
+        self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
 
         let Out { outputs, mut report, facts, today } = out;
         let mut commit = self.store.batch();
@@ -360,9 +373,73 @@ impl Pipeline {
 
         report.outcome.offsets =
             read.next_offsets().map(|(t, p, o)| (t.to_owned(), p, o)).collect();
-        let reads = (fold.from_cache, fold.states.len() as u64 - fold.from_cache);
+        let reads = fold.reads();
         fold.finish(self.cache_bytes);
         Ok(report.committed(&self.telemetry, batch.len(), &raised, reads, started.elapsed()))
+    }
+
+    /// Decodes and checks every message of `batch`, `workers` parts side by side.
+    fn decode_all<'m>(
+        &self,
+        batch: &[InputMessage<'m>],
+        workers: usize,
+    ) -> Vec<Result<Event<'m>, (&'static str, String)>> {
+        let topics = &self.topics;
+        if workers <= 1 || batch.len() < 2 * fold::PARALLEL_FROM {
+            return batch.iter().map(|m| fold::check(topics, m)).collect();
+        }
+        let chunk = batch.len().div_ceil(workers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (batch.chunks(chunk))
+                .map(|c| s.spawn(move || c.iter().map(|m| fold::check(topics, m)).collect()))
+                .collect();
+            let parts: Vec<Vec<_>> = (handles.into_iter())
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect();
+            parts.into_iter().flatten().collect()
+        })
+    }
+
+    /// Folds the pending messages of `segment` (the shards side by side) and takes their
+    /// outcomes, dead letters and flags in message order.
+    fn flush<'m>(
+        &self,
+        fold: &mut fold::Shards<'_>,
+        segment: &mut Segment<'_, 'm>,
+        day_state: &days::DayState,
+        out: &mut Out<'m>,
+        enrolled: &mut Vec<(i32, String, String)>,
+    ) -> Result<(), StoreError> {
+        if segment.pending.is_empty() {
+            return Ok(());
+        }
+        let (batch, decoded) = (segment.batch, segment.decoded);
+        let events: Vec<(usize, &Event<'_>, i32)> = (segment.pending.iter())
+            .filter_map(|&i| decoded[i].as_ref().ok().map(|e| (i, e, batch[i].partition)))
+            .collect();
+        let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
+        let planner = self.planner.as_deref();
+        let mut applied = fold.apply_segment(&events, &days, planner, &out.today)?.into_iter();
+        for &i in &segment.pending {
+            let m = &batch[i];
+            if let Err((label, reason)) = &decoded[i] {
+                out.report.rejected(m, label);
+                out.outputs.dead_letter(m, reason);
+                continue;
+            }
+            match applied.next() {
+                Some((_, fold::Applied::Duplicate)) => out.report.duplicate(m.topic),
+                Some((_, fold::Applied::Changes { changes, facts, enrolled: e })) => {
+                    out.report.applied(m.topic, changes.iter().map(|c| (c.flag, c.change)));
+                    out.outputs.flags(&changes, segment.source[i]);
+                    out.facts.extend(facts.map(|f| *f));
+                    enrolled.extend(e);
+                }
+                None => {}
+            }
+        }
+        segment.pending.clear();
+        Ok(())
     }
 
     /// School days `first` to `last` have ended: every watched student of the owned partitions
@@ -371,7 +448,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn pass_days(
         &self,
-        fold: &mut fold::Fold<'_>,
+        fold: &mut fold::Shards<'_>,
         day_state: &days::DayState,
         owned: Option<&BTreeSet<i32>>,
         (first, last): (Date, Date),
@@ -382,7 +459,7 @@ impl Pipeline {
         let mut students = days::watched(&self.store, owned)?;
         // The batch's own states: watched now or not, whatever the store says.
         students.retain(|(_, id)| fold.watched_now(id) != Some(false));
-        for (id, t) in &fold.states {
+        for (id, t) in fold.states() {
             if t.stored.state.watch(&self.rules) && owned.is_none_or(|o| o.contains(&t.partition)) {
                 students.insert((t.partition, id.clone()));
             }
@@ -415,7 +492,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn calendar_changed(
         &self,
-        fold: &mut fold::Fold<'_>,
+        fold: &mut fold::Shards<'_>,
         day_state: &days::DayState,
         owned: Option<&BTreeSet<i32>>,
         enrolled_in_batch: &[(i32, String, String)],
@@ -469,6 +546,16 @@ impl Pipeline {
             ));
         }
     }
+}
+
+/// The messages of a batch, decoded, and those waiting to be folded together.
+struct Segment<'b, 'm> {
+    batch: &'b [InputMessage<'m>],
+    decoded: &'b [Result<Event<'m>, (&'static str, String)>],
+    /// Each message's time (unix ms) for the flags it causes.
+    source: &'b [i64],
+    /// Message indices, in order.
+    pending: Vec<usize>,
 }
 
 /// What a batch produces besides states: flag events and dead letters, its report, and the
