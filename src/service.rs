@@ -41,6 +41,9 @@ const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 const MAX_IDLE: Duration = Duration::from_secs(2);
 /// How long a watermark query may take.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
+/// While a batch is being committed, the loop polls at least this often (to publish it soon).
+const BATCH_POLL: Duration = Duration::from_millis(2);
+
 /// While messages wait in the time order, the loop polls at least this often.
 const MERGE_POLL: Duration = Duration::from_millis(5);
 
@@ -95,7 +98,9 @@ fn serve(
             "notifications off: no channel configured (notify.webhook.secret or notify.email.smtp_host)"
         ),
     }
+    let pipeline = Arc::new(pipeline);
     let worker = Worker {
+        batches: Batches::start(pipeline.clone(), clock.clone())?,
         pipeline,
         publisher,
         batch: config.batch.clone(),
@@ -158,6 +163,9 @@ fn serve(
         worker.raise_highs(highs.chain(calendar.context().take_watermarks()));
         worker.release(&watermarks);
         worker.flow(&consumer, &calendar);
+        if let Some(offsets) = worker.committed(false)? {
+            consumer::commit(&consumer, &offsets);
+        }
         if worker.due() {
             consumer::commit(&consumer, &worker.flush()?);
         } else if worker.publisher.in_flight() > 0 {
@@ -172,7 +180,7 @@ fn serve(
             "shutting down: persisting the current batch"
         );
     }
-    consumer::commit(&consumer, &worker.flush()?);
+    consumer::commit(&consumer, &worker.drain()?);
     worker.publisher.publish(store, SHUTDOWN_ACK_WAIT)?;
     if store.pending().next().is_some() {
         tracing::warn!(
@@ -244,7 +252,9 @@ struct Inflight {
 /// sends what it produced. Shared with the consumer's rebalance callbacks (the same thread).
 #[derive(Debug)]
 struct Worker {
-    pipeline: Pipeline,
+    pipeline: Arc<Pipeline>,
+    /// The batch being committed on the pipeline's own thread (while the loop reads the next).
+    batches: Batches,
     publisher: Publisher,
     batch: BatchConfig,
     clock: Clock,
@@ -359,6 +369,8 @@ impl Worker {
             None => wait.max(Duration::from_millis(100)),
         };
         let timeout = if self.merge().buffered() > 0 { timeout.min(MERGE_POLL) } else { timeout };
+        // A committed batch is published as soon as the loop sees it.
+        let timeout = if self.batches.running() { timeout.min(BATCH_POLL) } else { timeout };
         if self.publisher.in_flight() > 0 { timeout.min(ACK_POLL) } else { timeout }
     }
 
@@ -368,16 +380,29 @@ impl Worker {
             || inflight.since.is_some_and(|s| s.elapsed() >= self.max_wait())
     }
 
-    /// Commits the current batch to the store and publishes what it produced; returns the next
-    /// offsets to commit to Kafka (for lag monitoring; the store's offsets are the ones resumed
-    /// from).
+    /// Hands the current batch to the pipeline's thread, once the one before it is committed
+    /// (and published); returns that one's next offsets to commit to Kafka (for lag
+    /// monitoring; the store's offsets are the ones resumed from).
     fn flush(&self) -> anyhow::Result<Vec<(String, i32, i64)>> {
+        let offsets = self.committed(true)?.unwrap_or_default();
         let messages = std::mem::take(&mut *self.inflight()).messages;
-        if messages.is_empty() {
-            return Ok(Vec::new());
+        if !messages.is_empty() {
+            self.batches.submit(messages)?;
         }
-        let inputs: Vec<InputMessage<'_>> = messages.iter().map(InputMessage::from).collect();
-        let outcome = self.pipeline.process(&inputs, self.clock.now())?;
+        Ok(offsets)
+    }
+
+    /// Commits the current batch and waits for it: nothing read is left uncommitted.
+    fn drain(&self) -> anyhow::Result<Vec<(String, i32, i64)>> {
+        let mut offsets = self.flush()?;
+        offsets.extend(self.committed(true)?.unwrap_or_default());
+        Ok(offsets)
+    }
+
+    /// The batch on the pipeline's thread, if it is committed (`wait`: waits for it): publishes
+    /// what it produced and returns its next offsets. `None`: no batch, or not yet committed.
+    fn committed(&self, wait: bool) -> anyhow::Result<Option<Vec<(String, i32, i64)>>> {
+        let Some(outcome) = self.batches.outcome(wait)? else { return Ok(None) };
         if outcome.notifications > 0
             && let Some(wake) = &self.wake
         {
@@ -385,7 +410,88 @@ impl Worker {
         }
         // Sent, not awaited: acknowledgements are served by the loop while it reads on.
         self.publisher.publish(self.pipeline.store(), Duration::ZERO)?;
-        Ok(outcome.offsets)
+        Ok(Some(outcome.offsets))
+    }
+}
+
+/// The pipeline's own thread: it commits one batch at a time while the loop reads, merges and
+/// gathers the next (the loop and the commit each took most of a core in turn).
+#[derive(Debug)]
+struct Batches {
+    jobs: Mutex<Option<std::sync::mpsc::SyncSender<Vec<OwnedMessage>>>>,
+    done: Mutex<std::sync::mpsc::Receiver<Result<crate::pipeline::BatchOutcome, String>>>,
+    /// A batch was handed over and its outcome not yet taken.
+    running: std::sync::atomic::AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Batches {
+    fn start(pipeline: Arc<Pipeline>, clock: Clock) -> anyhow::Result<Batches> {
+        let (jobs, batches) = std::sync::mpsc::sync_channel::<Vec<OwnedMessage>>(1);
+        let (outcomes, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ontrack-batch".into())
+            .spawn(move || {
+                for messages in batches {
+                    let inputs: Vec<InputMessage<'_>> =
+                        messages.iter().map(InputMessage::from).collect();
+                    let outcome = pipeline.process(&inputs, clock.now());
+                    if outcomes.send(outcome.map_err(|e| e.to_string())).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("cannot start the batch thread")?;
+        Ok(Batches {
+            jobs: Mutex::new(Some(jobs)),
+            done: Mutex::new(done),
+            running: Default::default(),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Hands `messages` over (no batch may be running).
+    fn submit(&self, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        debug_assert!(!self.running.load(Ordering::SeqCst));
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = jobs.as_ref().map(|j| j.send(messages));
+        anyhow::ensure!(matches!(sent, Some(Ok(()))), "the batch thread has stopped");
+        self.running.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The running batch's outcome once committed (`wait`: waits for it); an error of the
+    /// store stops the service.
+    fn outcome(&self, wait: bool) -> anyhow::Result<Option<crate::pipeline::BatchOutcome>> {
+        use std::sync::atomic::Ordering;
+        if !self.running.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match wait {
+            true => done.recv().map_err(|_| anyhow::anyhow!("the batch thread has stopped"))?,
+            false => match done.try_recv() {
+                Ok(outcome) => outcome,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(None),
+                Err(e) => anyhow::bail!("the batch thread has stopped: {e}"),
+            },
+        };
+        self.running.store(false, Ordering::SeqCst);
+        outcome.map(Some).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    fn running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -404,7 +510,7 @@ impl Rebalance for Worker {
     }
 
     fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String> {
-        let flushed = self.flush().map_err(|e| format!("{e:#}"));
+        let flushed = self.drain().map_err(|e| format!("{e:#}"));
         self.drop_group_buffers();
         self.merge().hold(true);
         self.pipeline.set_owned(Some(Default::default()));
@@ -414,6 +520,10 @@ impl Rebalance for Worker {
     }
 
     fn lost(&self) {
+        // The batch being committed ends first (its students are no longer this instance's).
+        if let Err(e) = self.committed(true) {
+            tracing::warn!(error = %format!("{e:#}"), "the batch being committed failed as the partitions were lost");
+        }
         // The calendar is not the group's: its messages wait again for their turn in time,
         // among the group's messages read again once partitions are assigned.
         let read = std::mem::take(&mut *self.inflight()).messages;

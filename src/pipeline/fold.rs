@@ -30,8 +30,13 @@ pub(super) struct Fold<'p> {
 }
 
 impl<'p> Fold<'p> {
-    pub fn new(store: &'p Store, rules: &'p Rules, cache: &'p mut StateCache) -> Fold<'p> {
-        Fold { store, rules, cache, states: HashMap::new(), from_cache: 0 }
+    pub fn new(
+        store: &'p Store,
+        rules: &'p Rules,
+        cache: &'p mut StateCache,
+        students: usize,
+    ) -> Fold<'p> {
+        Fold { store, rules, cache, states: HashMap::with_capacity(students), from_cache: 0 }
     }
 
     /// The state of `student_id` (which came through `partition`): this batch's, the cache's,
@@ -194,8 +199,15 @@ pub(super) struct Shards<'p> {
 }
 
 impl<'p> Shards<'p> {
-    pub fn new(store: &'p Store, rules: &'p Rules, caches: &'p mut [StateCache]) -> Shards<'p> {
-        Shards { folds: caches.iter_mut().map(|c| Fold::new(store, rules, c)).collect() }
+    /// About `students` are touched by the batch (room is made for them up front).
+    pub fn new(
+        store: &'p Store,
+        rules: &'p Rules,
+        caches: &'p mut [StateCache],
+        students: usize,
+    ) -> Shards<'p> {
+        let each = students / caches.len().max(1);
+        Shards { folds: caches.iter_mut().map(|c| Fold::new(store, rules, c, each)).collect() }
     }
 
     fn of(&mut self, student_id: &str) -> &mut Fold<'p> {
@@ -279,10 +291,28 @@ impl<'p> Shards<'p> {
         Ok(out)
     }
 
-    /// See [`Fold::write`].
-    pub fn write(&mut self, batch: &mut Batch<'_>) {
-        for f in &mut self.folds {
-            f.write(batch);
+    /// See [`Fold::write`]: the shards side by side, each into a batch of its own, joined.
+    pub fn write(&mut self, batch: &mut Batch<'p>) {
+        let store = batch.store();
+        if self.folds.len() == 1 {
+            self.folds[0].write(batch);
+            return;
+        }
+        let parts: Vec<Batch<'p>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (self.folds.iter_mut())
+                .map(|f| {
+                    s.spawn(move || {
+                        let mut part = store.batch();
+                        f.write(&mut part);
+                        part
+                    })
+                })
+                .collect();
+            let joined = handles.into_iter().map(|h| h.join());
+            joined.map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        for part in parts {
+            batch.append(part);
         }
     }
 
@@ -293,12 +323,18 @@ impl<'p> Shards<'p> {
         (cached, touched - cached)
     }
 
-    /// See [`Fold::finish`]: each shard keeps its share of `cache_limit`.
+    /// See [`Fold::finish`]: each shard keeps its share of `cache_limit` (side by side).
     pub fn finish(self, cache_limit: usize) {
         let share = cache_limit / self.folds.len().max(1);
-        for f in self.folds {
-            f.finish(share);
+        if self.folds.len() == 1 {
+            self.folds.into_iter().for_each(|f| f.finish(share));
+            return;
         }
+        std::thread::scope(|s| {
+            for f in self.folds {
+                s.spawn(move || f.finish(share));
+            }
+        });
     }
 }
 

@@ -255,7 +255,7 @@ impl Pipeline {
         let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut caches = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let workers = caches.len();
-        let mut fold = fold::Shards::new(&self.store, &self.rules, &mut caches);
+        let mut fold = fold::Shards::new(&self.store, &self.rules, &mut caches, batch.len());
         let mut out = Out {
             outputs: outputs::Outputs::new(&self.topics, now),
             report: report::Report::default(),

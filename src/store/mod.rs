@@ -150,13 +150,13 @@ impl Store {
 
     /// A new write batch: nothing of it is visible (not even to itself) before it is applied.
     pub fn batch(&self) -> Batch<'_> {
-        Batch { inner: self.db.batch(), store: self, writes: 0 }
+        Batch { ops: Vec::new(), store: self, writes: 0 }
     }
 
     /// Writes the whole batch atomically and fsyncs it before returning, so that nothing derived
     /// from it (a published flag, a Kafka offset commit, a notification) can get ahead of it.
     pub fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError> {
-        Ok(batch.inner.durability(Some(fjall::PersistMode::SyncAll)).commit()?)
+        Ok(batch.into_fjall().durability(Some(fjall::PersistMode::SyncAll)).commit()?)
     }
 
     /// Writes the batch atomically without waiting for the disk: a crash may lose it, so only
@@ -165,7 +165,7 @@ impl Store {
         if batch.writes == 0 {
             return Ok(());
         }
-        Ok(batch.inner.commit()?)
+        Ok(batch.into_fjall().commit()?)
     }
 
     /// Bytes the store takes on disk.
@@ -194,7 +194,9 @@ impl Store {
 
 /// Writes to apply together: any layer adds its tables' writes, then one [`Store::commit`].
 pub struct Batch<'s> {
-    inner: fjall::OwnedWriteBatch,
+    /// Inserts (a value) and removals (none), in order; a fjall write batch at commit, so that
+    /// batches filled side by side can be joined ([`Batch::append`]).
+    ops: Vec<(fjall::UserKey, Option<fjall::UserValue>)>,
     store: &'s Store,
     writes: usize,
 }
@@ -222,12 +224,29 @@ impl<'s> Batch<'s> {
 
     fn insert(&mut self, key: impl Into<fjall::UserKey>, value: impl Into<fjall::UserValue>) {
         self.writes += 1;
-        self.inner.insert(&self.store.tree, key, value);
+        self.ops.push((key.into(), Some(value.into())));
     }
 
     fn remove(&mut self, key: impl Into<fjall::UserKey>) {
         self.writes += 1;
-        self.inner.remove(&self.store.tree, key);
+        self.ops.push((key.into(), None));
+    }
+
+    /// Adds `other`'s writes after this batch's.
+    pub fn append(&mut self, other: Batch<'s>) {
+        self.writes += other.writes;
+        self.ops.extend(other.ops);
+    }
+
+    fn into_fjall(self) -> fjall::OwnedWriteBatch {
+        let mut batch = self.store.db.batch();
+        for (key, value) in self.ops {
+            match value {
+                Some(value) => batch.insert(&self.store.tree, key, value),
+                None => batch.remove(&self.store.tree, key),
+            }
+        }
+        batch
     }
 }
 
