@@ -783,26 +783,19 @@ impl StudentState {
         if self.has_enrollment() || self.held_from().is_some_and(|b| b >= before) {
             return;
         }
-        let fingerprints = match &self.older {
-            Some(_) => self.fingerprints_before(before),
-            None => {
-                let mut all = fingerprints;
-                let held = self.attendance.partition_point(|r| r.date < before);
-                all.extend(
-                    self.attendance[..held].iter().map(|r| fingerprint(&r.version.event_id)),
-                );
-                all.sort_unstable();
-                all
-            }
-        };
         let held = self.attendance.partition_point(|r| r.date < before);
-        self.attendance.drain(..held);
+        let mut all = match self.older.take() {
+            Some(older) => older.fingerprints,
+            None => fingerprints,
+        };
+        all.extend(self.attendance.drain(..held).map(|r| fingerprint(&r.version.event_id)));
+        all.sort_unstable();
         self.attendance.shrink_to_fit();
         let mut seen: Vec<u64> = self.winning_ids().collect();
         seen.extend_from_slice(&self.others);
         seen.sort_unstable();
         self.seen = seen;
-        self.older = Some(Box::new(Older { before, fingerprints }));
+        self.older = Some(Box::new(Older { before, fingerprints: all }));
     }
 
     /// Puts the attendance records a hot state does not hold back (`older`: every record dated
@@ -832,8 +825,9 @@ impl StudentState {
     /// Whether a hot state must be made whole before `event` is applied (or checked for a
     /// duplicate): its id may be one of a record not held, or applying it may read records not
     /// held — a record dated before (or within two days of) the first one held, a streak that
-    /// may reach back past them, another school year, a tombstone, an enrollment. Always `false` for a whole state. Nearly every event of a
-    /// school day is none of these: it is decided by the head and the recent months.
+    /// may reach back past them, another school year, a tombstone, an enrollment. Always
+    /// `false` for a whole state. Nearly every event of a school day is none of these: it is
+    /// decided by the head and the recent months.
     pub fn needs_history(&self, event: &Event, rules: &Rules) -> bool {
         let Some(older) = &self.older else { return false };
         if older.fingerprints.binary_search(&fingerprint(&event.event_id)).is_ok() {
