@@ -422,6 +422,9 @@ struct Batches {
     done: Mutex<std::sync::mpsc::Receiver<Result<crate::pipeline::BatchOutcome, String>>>,
     /// A batch was handed over and its outcome not yet taken.
     running: std::sync::atomic::AtomicBool,
+    /// Why a batch failed: nothing is handed over after it (a later batch would store offsets
+    /// past the failed one's messages, and they would never be read again).
+    failed: Mutex<Option<String>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -446,6 +449,7 @@ impl Batches {
             jobs: Mutex::new(Some(jobs)),
             done: Mutex::new(done),
             running: Default::default(),
+            failed: Mutex::default(),
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -454,6 +458,9 @@ impl Batches {
     fn submit(&self, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         debug_assert!(!self.running.load(Ordering::SeqCst));
+        if let Some(why) = &*self.failed.lock().unwrap_or_else(PoisonError::into_inner) {
+            anyhow::bail!("a batch failed, so no later one is committed: {why}");
+        }
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sent = jobs.as_ref().map(|j| j.send(messages));
         anyhow::ensure!(matches!(sent, Some(Ok(()))), "the batch thread has stopped");
@@ -478,6 +485,9 @@ impl Batches {
             },
         };
         self.running.store(false, Ordering::SeqCst);
+        if let Err(why) = &outcome {
+            *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+        }
         outcome.map(Some).map_err(|e| anyhow::anyhow!(e))
     }
 
@@ -521,8 +531,9 @@ impl Rebalance for Worker {
 
     fn lost(&self) {
         // The batch being committed ends first (its students are no longer this instance's).
+        // If it failed, the next batch is refused and the service stops with the reason.
         if let Err(e) = self.committed(true) {
-            tracing::warn!(error = %format!("{e:#}"), "the batch being committed failed as the partitions were lost");
+            tracing::error!(error = %format!("{e:#}"), "the batch being committed failed as the partitions were lost");
         }
         // The calendar is not the group's: its messages wait again for their turn in time,
         // among the group's messages read again once partitions are assigned.

@@ -825,7 +825,8 @@ impl StudentState {
     /// Whether a hot state must be made whole before `event` is applied (or checked for a
     /// duplicate): its id may be one of a record not held, or applying it may read records not
     /// held — a record dated before (or within two days of) the first one held, a streak that
-    /// may reach back past them, another school year, a tombstone, an enrollment. Always
+    /// may reach back past them, another school year, a tombstone, an enrollment or an
+    /// assignment. Always
     /// `false` for a whole state. Nearly every event of a school day is none of these: it is
     /// decided by the head and the recent months.
     pub fn needs_history(&self, event: &Event, rules: &Rules) -> bool {
@@ -852,10 +853,10 @@ impl StudentState {
             // A live record of the current school year keeps the year (the latest record's), so
             // only its own records' figures are counted again, and those are all held (a
             // correction that moves a referral or grade to another date included).
-            EventBody::ReferralRecorded { .. }
-            | EventBody::GradePosted { .. }
-            | EventBody::AdvocateAssigned { .. } => false,
-            EventBody::Enrolled { .. } => true,
+            EventBody::ReferralRecorded { .. } | EventBody::GradePosted { .. } => false,
+            // The alert planner looks at the days around today for a new assignment, whatever
+            // its date (rare: made whole).
+            EventBody::AdvocateAssigned { .. } | EventBody::Enrolled { .. } => true,
             EventBody::CalendarDay { .. } => false,
         }
     }
