@@ -68,20 +68,23 @@ impl<'p> Fold<'p> {
         partition: i32,
         days: &Days<'_>,
     ) -> Result<(&StudentState, Outcome), StoreError> {
-        let (rules, store) = (self.rules, self.store);
-        let touched = self.state(&event.student_id, partition)?;
-        store.complete_for(&event.student_id, &mut touched.stored, event, rules)?;
-        let state = &mut touched.stored.state;
+        let rules = self.rules;
+        let state = &mut self.state_for(event, partition)?.stored.state;
         let outcome = state.apply_on(event, rules, days);
         Ok((state, outcome))
     }
 
     /// Whether `event` (which came through `partition`) was applied before.
     pub fn has_seen(&mut self, event: &Event<'_>, partition: i32) -> Result<bool, StoreError> {
+        Ok(self.state_for(event, partition)?.stored.state.has_seen(&event.event_id))
+    }
+
+    /// The state `event` is applied to, holding every record the event needs.
+    fn state_for(&mut self, event: &Event<'_>, partition: i32) -> Result<&mut Touched, StoreError> {
         let (rules, store) = (self.rules, self.store);
         let touched = self.state(&event.student_id, partition)?;
         store.complete_for(&event.student_id, &mut touched.stored, event, rules)?;
-        Ok(touched.stored.state.has_seen(&event.event_id))
+        Ok(touched)
     }
 
     /// The whole state of `student_id` (passing days and calendar changes count every record).
@@ -151,40 +154,63 @@ pub(super) enum Applied {
         changes: Vec<FlagChange>,
         /// What its alerts depend on (when notifications are on).
         facts: Option<Box<Facts>>,
-        /// An enrollment: (partition, school, student).
-        enrolled: Option<(i32, String, String)>,
     },
 }
 
-/// Fewer events than this in a segment are folded on the calling thread (a thread costs more).
+/// What every event of a segment is applied with: the days its figures count, and the alert
+/// planner (when notifications are on) with the time it plans for.
+pub(super) struct Along<'a> {
+    pub days: Days<'a>,
+    pub planner: Option<&'a Planner>,
+    pub today: &'a Now,
+}
+
+/// One event of a segment: its message index, the event, the partition it came through.
+pub(super) type Item<'e, 'm> = (usize, &'e Event<'m>, i32);
+
+/// Fewer messages than this are handled on the calling thread (a thread costs more).
 pub(super) const PARALLEL_FROM: usize = 256;
 
+/// Runs `work` on each of `parts`, each on a thread of its own when `parallel` (the first on the
+/// calling thread), and gives the results in the parts' order; a panic goes on in the caller.
+pub(super) fn side_by_side<P: Send, R: Send>(
+    parts: Vec<P>,
+    parallel: bool,
+    work: impl Fn(P) -> R + Sync,
+) -> Vec<R> {
+    if !parallel || parts.len() <= 1 {
+        return parts.into_iter().map(work).collect();
+    }
+    let work = &work;
+    std::thread::scope(|s| {
+        let mut parts = parts.into_iter();
+        let first = parts.next();
+        let handles: Vec<_> = parts.map(|p| s.spawn(move || work(p))).collect();
+        let mut results: Vec<R> = first.into_iter().map(work).collect();
+        for h in handles {
+            results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        results
+    })
+}
+
 impl Fold<'_> {
-    /// Applies `events` (message index, event, partition) in order, each counted against `days`.
+    /// Applies `events` in order.
     fn apply_all(
         &mut self,
-        events: &[(usize, &Event<'_>, i32)],
-        days: &Days<'_>,
-        planner: Option<&Planner>,
-        today: &Now,
+        events: &[Item<'_, '_>],
+        along: &Along<'_>,
     ) -> Result<Vec<(usize, Applied)>, StoreError> {
         let mut out = Vec::with_capacity(events.len());
         for (i, event, partition) in events {
-            let (state, outcome) = self.apply(event, *partition, days)?;
+            let (state, outcome) = self.apply(event, *partition, &along.days)?;
             let applied = match outcome {
                 Outcome::Duplicate => Applied::Duplicate,
                 Outcome::Applied(changes) => {
-                    let facts =
-                        planner.and_then(|p| p.facts(event, state, &changes, today)).map(Box::new);
-                    let enrolled = match event.body {
-                        crate::core::EventBody::Enrolled { .. } => Some((
-                            *partition,
-                            event.school_id.to_string(),
-                            event.student_id.to_string(),
-                        )),
-                        _ => None,
-                    };
-                    Applied::Changes { changes, facts, enrolled }
+                    let facts = (along.planner)
+                        .and_then(|p| p.facts(event, state, &changes, along.today))
+                        .map(Box::new);
+                    Applied::Changes { changes, facts }
                 }
             };
             out.push((*i, applied));
@@ -239,50 +265,22 @@ impl<'p> Shards<'p> {
         self.folds.iter().flat_map(|f| f.states.iter())
     }
 
-    /// Folds a segment of the batch — `events` (message index, event, partition), none of
-    /// which closes a day — the shards side by side; the outcomes in message order.
+    /// Folds a segment of the batch — `events`, none of which closes a day — the shards side by
+    /// side; the outcomes in message order.
     pub fn apply_segment(
         &mut self,
-        events: &[(usize, &Event<'_>, i32)],
-        days: &Days<'_>,
-        planner: Option<&Planner>,
-        today: &Now,
+        events: &[Item<'_, '_>],
+        along: &Along<'_>,
     ) -> Result<Vec<(usize, Applied)>, StoreError> {
         let n = self.folds.len();
-        if n == 1 {
-            return self.folds[0].apply_all(events, days, planner, today);
-        }
-        if events.len() < PARALLEL_FROM {
-            let mut out = Vec::with_capacity(events.len());
-            for e in events {
-                out.extend(self.of(&e.1.student_id).apply_all(
-                    std::slice::from_ref(e),
-                    days,
-                    planner,
-                    today,
-                )?);
-            }
-            return Ok(out);
-        }
-        let mut per: Vec<Vec<(usize, &Event<'_>, i32)>> = vec![Vec::new(); n];
+        let mut per: Vec<Vec<Item<'_, '_>>> = vec![Vec::new(); n];
         for e in events {
             per[shard_of(&e.1.student_id, n)].push(*e);
         }
-        let results: Vec<Result<Vec<(usize, Applied)>, StoreError>> = std::thread::scope(|s| {
-            let mut folds = self.folds.iter_mut().zip(&per);
-            let first = folds.next();
-            let handles: Vec<_> = folds
-                .map(|(fold, events)| s.spawn(move || fold.apply_all(events, days, planner, today)))
-                .collect();
-            let mut results = Vec::with_capacity(n);
-            if let Some((fold, events)) = first {
-                results.push(fold.apply_all(events, days, planner, today));
-            }
-            for h in handles {
-                results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            }
-            results
-        });
+        let parts: Vec<_> = self.folds.iter_mut().zip(per).collect();
+        let parallel = events.len() >= PARALLEL_FROM;
+        let results =
+            side_by_side(parts, parallel, |(fold, events)| fold.apply_all(&events, along));
         let mut out = Vec::with_capacity(events.len());
         for r in results {
             out.extend(r?);
@@ -294,22 +292,10 @@ impl<'p> Shards<'p> {
     /// See [`Fold::write`]: the shards side by side, each into a batch of its own, joined.
     pub fn write(&mut self, batch: &mut Batch<'p>) {
         let store = batch.store();
-        if self.folds.len() == 1 {
-            self.folds[0].write(batch);
-            return;
-        }
-        let parts: Vec<Batch<'p>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (self.folds.iter_mut())
-                .map(|f| {
-                    s.spawn(move || {
-                        let mut part = store.batch();
-                        f.write(&mut part);
-                        part
-                    })
-                })
-                .collect();
-            let joined = handles.into_iter().map(|h| h.join());
-            joined.map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        let parts = side_by_side(self.folds.iter_mut().collect(), true, |f| {
+            let mut part = store.batch();
+            f.write(&mut part);
+            part
         });
         for part in parts {
             batch.append(part);
@@ -326,15 +312,7 @@ impl<'p> Shards<'p> {
     /// See [`Fold::finish`]: each shard keeps its share of `cache_limit` (side by side).
     pub fn finish(self, cache_limit: usize) {
         let share = cache_limit / self.folds.len().max(1);
-        if self.folds.len() == 1 {
-            self.folds.into_iter().for_each(|f| f.finish(share));
-            return;
-        }
-        std::thread::scope(|s| {
-            for f in self.folds {
-                s.spawn(move || f.finish(share));
-            }
-        });
+        side_by_side(self.folds, true, |f| f.finish(share));
     }
 }
 

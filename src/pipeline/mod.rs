@@ -385,19 +385,12 @@ impl Pipeline {
         workers: usize,
     ) -> Vec<Result<Event<'m>, (&'static str, String)>> {
         let topics = &self.topics;
-        if workers <= 1 || batch.len() < 2 * fold::PARALLEL_FROM {
-            return batch.iter().map(|m| fold::check(topics, m)).collect();
-        }
-        let chunk = batch.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (batch.chunks(chunk))
-                .map(|c| s.spawn(move || c.iter().map(|m| fold::check(topics, m)).collect()))
-                .collect();
-            let parts: Vec<Vec<_>> = (handles.into_iter())
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect();
-            parts.into_iter().flatten().collect()
-        })
+        let chunks: Vec<_> = batch.chunks(batch.len().div_ceil(workers.max(1)).max(1)).collect();
+        let parallel = batch.len() >= 2 * fold::PARALLEL_FROM;
+        let parts = fold::side_by_side(chunks, parallel, |c: &[InputMessage<'m>]| {
+            c.iter().map(|m| fold::check(topics, m)).collect::<Vec<_>>()
+        });
+        parts.into_iter().flatten().collect()
     }
 
     /// Folds the pending messages of `segment` (the shards side by side) and takes their
@@ -414,26 +407,35 @@ impl Pipeline {
             return Ok(());
         }
         let (batch, decoded) = (segment.batch, segment.decoded);
-        let events: Vec<(usize, &Event<'_>, i32)> = (segment.pending.iter())
+        let events: Vec<fold::Item<'_, '_>> = (segment.pending.iter())
             .filter_map(|&i| decoded[i].as_ref().ok().map(|e| (i, e, batch[i].partition)))
             .collect();
-        let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
-        let planner = self.planner.as_deref();
-        let mut applied = fold.apply_segment(&events, &days, planner, &out.today)?.into_iter();
+        let along = fold::Along {
+            days: Days::new(&day_state.calendars, day_state.clock.closed_through()),
+            planner: self.planner.as_deref(),
+            today: &out.today,
+        };
+        let mut applied = fold.apply_segment(&events, &along)?.into_iter();
         for &i in &segment.pending {
             let m = &batch[i];
-            if let Err((label, reason)) = &decoded[i] {
-                out.report.rejected(m, label);
-                out.outputs.dead_letter(m, reason);
-                continue;
-            }
+            let event = match &decoded[i] {
+                Ok(event) => event,
+                Err((label, reason)) => {
+                    out.report.rejected(m, label);
+                    out.outputs.dead_letter(m, reason);
+                    continue;
+                }
+            };
             match applied.next() {
                 Some((_, fold::Applied::Duplicate)) => out.report.duplicate(m.topic),
-                Some((_, fold::Applied::Changes { changes, facts, enrolled: e })) => {
+                Some((_, fold::Applied::Changes { changes, facts })) => {
                     out.report.applied(m.topic, changes.iter().map(|c| (c.flag, c.change)));
                     out.outputs.flags(&changes, segment.source[i]);
                     out.facts.extend(facts.map(|f| *f));
-                    enrolled.extend(e);
+                    if let EventBody::Enrolled { .. } = event.body {
+                        let (school, student) = (&event.school_id, &event.student_id);
+                        enrolled.push((m.partition, school.to_string(), student.to_string()));
+                    }
                 }
                 None => {}
             }

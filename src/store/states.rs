@@ -109,15 +109,25 @@ impl Store {
         student_id: &str,
         before: Date,
     ) -> Result<Vec<AttendanceRecord>, StoreError> {
-        let prefix = state_prefix(student_id);
         let mut attendance = Vec::new();
-        let range = month_key(&prefix, 0)..month_key(&prefix, month_of(before));
-        for item in self.tree.range(range) {
-            let (key, value) = item.into_inner()?;
-            expand_month(&key, month_in(&key, &prefix)?, part(&key, &value)?, &mut attendance)?;
-        }
+        self.months(&state_prefix(student_id), 0..month_of(before), &mut attendance)?;
         debug_assert!(attendance.last().is_none_or(|r| r.date < before));
         Ok(attendance)
+    }
+
+    /// Appends the stored earlier months' records of `months` (under `prefix`) to `out`.
+    fn months(
+        &self,
+        prefix: &[u8],
+        months: std::ops::Range<u32>,
+        out: &mut Vec<AttendanceRecord>,
+    ) -> Result<(), StoreError> {
+        let range = month_key(prefix, months.start)..month_key(prefix, months.end);
+        for item in self.tree.range(range) {
+            let (key, value) = item.into_inner()?;
+            expand_month(&key, month_in(&key, prefix)?, part(&key, &value)?, out)?;
+        }
+        Ok(())
     }
 
     /// Makes `stored` whole if `event` needs the records it does not hold
@@ -169,18 +179,7 @@ impl Store {
                     expand_month(&key, month_of(from), part(&key, &v)?, &mut attendance)?;
                 }
             }
-            None => {
-                let range = month_key(&prefix, 0)..month_key(&prefix, u32::MAX);
-                for item in self.tree.range(range) {
-                    let (key, value) = item.into_inner()?;
-                    expand_month(
-                        &key,
-                        month_in(&key, &prefix)?,
-                        part(&key, &value)?,
-                        &mut attendance,
-                    )?;
-                }
-            }
+            None => self.months(&prefix, 0..u32::MAX, &mut attendance)?,
         }
         // The current month is the latest: its records come after every earlier month's.
         if let Some(month) = month {
