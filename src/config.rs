@@ -56,7 +56,9 @@ impl Default for AdminConfig {
 pub struct BatchConfig {
     /// A batch closes at this many messages ...
     pub max_events: usize,
-    /// ... or this long after its first message, whichever comes first.
+    /// ... or this long after its first message, whichever comes first, once the batch before
+    /// it is committed (while one commits, the next keeps gathering: a backlog is folded in
+    /// large batches, each student's state written once for several of its events).
     pub max_wait_ms: u64,
     /// Memory (MiB) for decoded student states kept between batches (0: none); each cached
     /// student saves a store read and decode per batch that touches it.
@@ -86,7 +88,7 @@ impl Default for Config {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_events: 5_000,
+            max_events: 50_000,
             max_wait_ms: 20,
             state_cache_mib: crate::pipeline::DEFAULT_CACHE_MIB,
             workers: 0,

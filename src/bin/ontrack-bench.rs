@@ -86,7 +86,7 @@ enum Command {
         out: Option<std::path::PathBuf>,
     },
     /// Fold JSON Lines events from standard input (e.g. `ontrack synth --out -`) through the
-    /// service's pipeline and store into DATA_DIR (batches of 5,000, partition
+    /// service's pipeline and store into DATA_DIR (batches of `--batch-events`, partition
     /// `hash(student) % 4`, no Kafka); prints events/s, this process's peak RSS (the generator
     /// runs in its own) and the store's size per student.
     Fold {
@@ -107,6 +107,9 @@ enum Command {
         /// `store.memtable_mib` of the service.
         #[arg(long, default_value_t = ontrack::store::StoreOptions::default().memtable_mib)]
         memtable_mib: u64,
+        /// Messages per batch (`batch.max_events` of the service: a backlog's batches).
+        #[arg(long, default_value_t = ontrack::config::Config::default().batch.max_events)]
+        batch_events: usize,
     },
 }
 
@@ -150,10 +153,11 @@ fn main() -> anyhow::Result<()> {
             workers,
             store_cache_mib,
             memtable_mib,
+            batch_events,
         } => {
             let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
             let store = ontrack::store::Store::open_with(&data_dir, &options)?;
-            fold(students, store, state_cache_mib, workers)
+            fold(students, store, state_cache_mib, workers, batch_events.max(1))
         }
     }
 }
@@ -164,6 +168,7 @@ fn fold(
     store: ontrack::store::Store,
     state_cache_mib: usize,
     workers: usize,
+    batch_events: usize,
 ) -> anyhow::Result<()> {
     use std::io::BufRead as _;
 
@@ -176,10 +181,10 @@ fn fold(
     let (started, mut events) = (Instant::now(), 0u64);
     let now = jiff::Timestamp::now();
     let mut lines = std::io::stdin().lock().lines();
-    let mut batch_lines: Vec<String> = Vec::with_capacity(5_000);
+    let mut batch_lines: Vec<String> = Vec::with_capacity(batch_events);
     loop {
         batch_lines.clear();
-        for line in lines.by_ref().take(5_000) {
+        for line in lines.by_ref().take(batch_events) {
             batch_lines.push(line?);
         }
         if batch_lines.is_empty() {
