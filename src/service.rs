@@ -388,8 +388,13 @@ impl Worker {
             None => wait.max(Duration::from_millis(100)),
         };
         let timeout = if self.merge().buffered() > 0 { timeout.min(MERGE_POLL) } else { timeout };
-        // A committed batch is published as soon as the loop sees it.
-        let timeout = if self.batches.running() { timeout.min(BATCH_POLL) } else { timeout };
+        // A committed batch is published as soon as the loop sees it, and a batch past its
+        // wait goes then: polled every BATCH_POLL meanwhile (at once, the loop would spin).
+        let timeout = match (self.batches.running(), timeout.is_zero()) {
+            (true, true) => BATCH_POLL,
+            (true, false) => timeout.min(BATCH_POLL),
+            (false, _) => timeout,
+        };
         if self.publisher.in_flight() > 0 { timeout.min(ACK_POLL) } else { timeout }
     }
 
