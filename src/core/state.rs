@@ -790,11 +790,15 @@ impl StudentState {
         };
         all.extend(self.attendance.drain(..held).map(|r| fingerprint(&r.version.event_id)));
         all.sort_unstable();
-        self.attendance.shrink_to_fit();
-        let mut seen: Vec<u64> = self.winning_ids().collect();
-        seen.extend_from_slice(&self.others);
-        seen.sort_unstable();
-        self.seen = seen;
+        // The ids seen are the held winners' and the others': only a record gone changes them
+        // (a state read back from the store holds none before `before`).
+        if held > 0 {
+            self.attendance.shrink_to_fit();
+            let mut seen: Vec<u64> = self.winning_ids().collect();
+            seen.extend_from_slice(&self.others);
+            seen.sort_unstable();
+            self.seen = seen;
+        }
         self.older = Some(Box::new(Older { before, fingerprints: all }));
     }
 

@@ -292,7 +292,8 @@ impl<'p> Shards<'p> {
     /// See [`Fold::write`]: the shards side by side, each into a batch of its own, joined.
     pub fn write(&mut self, batch: &mut Batch<'p>) {
         let store = batch.store();
-        let parts = side_by_side(self.folds.iter_mut().collect(), true, |f| {
+        let parallel = self.many_states();
+        let parts = side_by_side(self.folds.iter_mut().collect(), parallel, |f| {
             let mut part = store.batch();
             f.write(&mut part);
             part
@@ -312,7 +313,14 @@ impl<'p> Shards<'p> {
     /// See [`Fold::finish`]: each shard keeps its share of `cache_limit` (side by side).
     pub fn finish(self, cache_limit: usize) {
         let share = cache_limit / self.folds.len().max(1);
-        side_by_side(self.folds, true, |f| f.finish(share));
+        let parallel = self.many_states();
+        side_by_side(self.folds, parallel, |f| f.finish(share));
+    }
+
+    /// Whether the batch touched enough students for threads to pay (a live batch of a few
+    /// messages writes and caches its states on the calling thread).
+    fn many_states(&self) -> bool {
+        self.folds.iter().map(|f| f.states.len()).sum::<usize>() >= PARALLEL_FROM
     }
 }
 
