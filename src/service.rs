@@ -21,7 +21,7 @@ use crate::kafka::consumer::{self, Context, GlobalContext, Rebalance};
 use crate::kafka::merge::{Merge, Next};
 use crate::kafka::publisher::Publisher;
 use crate::notify::Notifications;
-use crate::pipeline::{InputMessage, Pipeline};
+use crate::pipeline::{BatchSize, InputMessage, Pipeline};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -111,6 +111,7 @@ fn serve(
         clock,
         wake: notifications.as_ref().map(|n| n.wake.clone()),
         inflight: Mutex::new(Inflight::default()),
+        size: Mutex::new(BatchSize::new(config.batch.max_events)),
         merge: Mutex::new(Merge::new(t.all_inputs().map(str::to_owned).to_vec(), MAX_IDLE).held()),
         group_topics: t.inputs().map(str::to_owned).to_vec(),
         calendar_topic: t.calendar.clone(),
@@ -279,6 +280,9 @@ struct Worker {
     /// Wakes the notification delivery task after a batch queued notifications.
     wake: Option<Arc<tokio::sync::Notify>>,
     inflight: Mutex<Inflight>,
+    /// How many messages the next batch may gather (`batch.max_events`, less for a district
+    /// whose batches touch each student about once).
+    size: Mutex<BatchSize>,
     /// Messages read, waiting for their turn in time order.
     merge: Mutex<Merge>,
     /// The inputs the consumer group shares out.
@@ -316,8 +320,8 @@ impl Worker {
     /// own queries wait behind its fetches).
     fn release(&self, watermarks: &BaseConsumer) {
         let mut merge = self.merge();
-        let now = Instant::now();
-        while self.inflight().messages.len() < self.batch.max_events {
+        let (now, full) = (Instant::now(), self.full());
+        while self.inflight().messages.len() < full {
             match merge.next(now) {
                 Next::Ready(message) => self.push(*message),
                 Next::AskWatermarks(partitions) => {
@@ -375,6 +379,11 @@ impl Worker {
         self.merge().revoke(&topics);
     }
 
+    /// The messages of a full batch now.
+    fn full(&self) -> usize {
+        self.size.lock().unwrap_or_else(PoisonError::into_inner).next()
+    }
+
     fn max_wait(&self) -> Duration {
         Duration::from_millis(self.batch.max_wait_ms)
     }
@@ -403,8 +412,9 @@ impl Worker {
     /// backlog is folded in large batches (a student's state written once for several of its
     /// events) while live records still go within the wait.
     fn due(&self) -> bool {
+        let full = self.full();
         let inflight = self.inflight();
-        inflight.messages.len() >= self.batch.max_events
+        inflight.messages.len() >= full
             || (!self.batches.running()
                 && inflight.since.is_some_and(|s| s.elapsed() >= self.max_wait()))
     }
@@ -432,6 +442,10 @@ impl Worker {
     /// what it produced and returns its next offsets. `None`: no batch, or not yet committed.
     fn committed(&self, wait: bool) -> anyhow::Result<Option<Vec<(String, i32, i64)>>> {
         let Some(outcome) = self.batches.outcome(wait)? else { return Ok(None) };
+        self.size
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(outcome.messages, outcome.students);
         if outcome.notifications > 0
             && let Some(wake) = &self.wake
         {

@@ -107,7 +107,8 @@ enum Command {
         /// `store.memtable_mib` of the service.
         #[arg(long, default_value_t = ontrack::store::StoreOptions::default().memtable_mib)]
         memtable_mib: u64,
-        /// Messages per batch (`batch.max_events` of the service: a backlog's batches).
+        /// The largest batch (`batch.max_events` of the service; smaller while batches touch
+        /// each student about once, as the service sizes a backlog's batches).
         #[arg(long, default_value_t = ontrack::config::Config::default().batch.max_events)]
         batch_events: usize,
     },
@@ -182,9 +183,11 @@ fn fold(
     let now = jiff::Timestamp::now();
     let mut lines = std::io::stdin().lock().lines();
     let mut batch_lines: Vec<String> = Vec::with_capacity(batch_events);
+    // Batches sized as the service sizes a backlog's.
+    let mut size = ontrack::pipeline::BatchSize::new(batch_events);
     loop {
         batch_lines.clear();
-        for line in lines.by_ref().take(batch_events) {
+        for line in lines.by_ref().take(size.next()) {
             batch_lines.push(line?);
         }
         if batch_lines.is_empty() {
@@ -207,7 +210,8 @@ fn fold(
                 timestamp_ms: None,
             });
         }
-        pipeline.process(&batch, now)?;
+        let outcome = pipeline.process(&batch, now)?;
+        size.observe(outcome.messages, outcome.students);
         let before = events;
         events += batch.len() as u64;
         if events / 5_000_000 != before / 5_000_000 {

@@ -14,6 +14,7 @@ pub mod days;
 mod fold;
 pub mod outputs;
 pub mod report;
+mod size;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +29,7 @@ use crate::telemetry::Telemetry;
 pub use cache::{DEFAULT_CACHE_MIB, cached_bytes};
 pub use outputs::{dead_letter_record, raised_counts};
 pub use report::BatchOutcome;
+pub use size::{BatchSize, SMALLEST_BATCH};
 
 /// Every table in the store, by prefix: the store's own, notify's and the pipeline's (a test
 /// keeps the prefixes distinct).

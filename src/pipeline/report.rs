@@ -58,6 +58,9 @@ pub struct BatchOutcome {
     /// `(topic, partition, next offset)`: where the store now resumes each partition read (and
     /// what to commit to Kafka for lag monitoring).
     pub offsets: Vec<(String, i32, i64)>,
+    /// Messages in the batch, and the students it touched (states written).
+    pub messages: u64,
+    pub students: u64,
 }
 
 /// The batch's counts, reported to the telemetry once it is committed (a labelled counter costs
@@ -136,6 +139,7 @@ impl<'m> Report<'m> {
             notifications: o.notifications,
         };
         telemetry.batch(took, &summary);
-        self.outcome
+        let (messages, students) = (messages as u64, state_reads.0 + state_reads.1);
+        BatchOutcome { messages, students, ..self.outcome }
     }
 }
