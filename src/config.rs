@@ -54,7 +54,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
-    /// A batch closes at this many messages ...
+    /// A batch closes at this many messages (a backlog's batches shrink to 5,000 while they
+    /// touch each student about once: see [`crate::pipeline::BatchSize`]) ...
     pub max_events: usize,
     /// ... or this long after its first message, whichever comes first, once the batch before
     /// it is committed (while one commits, the next keeps gathering: a backlog is folded in
