@@ -22,6 +22,37 @@ pub struct Load {
     pub rate: u64,
     /// Stop after this long (the district's days permitting); `None`: the whole district.
     pub duration: Option<Duration>,
+    /// Only some partitions: the students whose partition ([`Split::partition_of`]) is one of
+    /// these, each sent to it (a backlog in some partitions, a live stream in others); calendar
+    /// records, which every instance reads whole, go to the first. `None`: every student, as
+    /// the producer's partitioner places it.
+    pub split: Option<Split>,
+}
+
+/// Partitions chosen by the load generator itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// The partitions to produce into.
+    pub partitions: Vec<i32>,
+    /// The topics' partition count.
+    pub of: i32,
+}
+
+impl Split {
+    /// A student's partition: xxh3-64 of its id, modulo the partition count.
+    pub fn partition_of(&self, student_id: &str) -> i32 {
+        let of = u64::try_from(self.of.max(1)).unwrap_or(1);
+        i32::try_from(xxhash_rust::xxh3::xxh3_64(student_id.as_bytes()) % of).unwrap_or(0)
+    }
+
+    /// Where `e` goes (`None`: not produced).
+    fn place(&self, e: &crate::synth::SynthEvent) -> Option<i32> {
+        if e.kind == crate::core::EventKind::Calendar {
+            return self.partitions.first().copied();
+        }
+        let p = self.partition_of(&e.student_id);
+        self.partitions.contains(&p).then_some(p)
+    }
 }
 
 /// What was produced.
@@ -63,8 +94,16 @@ pub fn run(load: &Load) -> anyhow::Result<Produced> {
                     std::thread::sleep(wait);
                 }
             }
+            let partition = match &load.split {
+                Some(split) => match split.place(&e) {
+                    Some(p) => Some(p),
+                    None => continue,
+                },
+                None => None,
+            };
             let (key, payload) = (e.student_id.as_bytes(), e.json.as_bytes());
-            crate::kafka::send_waiting(&producer, load.topics.input_of(e.kind), key, payload)
+            let topic = load.topics.input_of(e.kind);
+            crate::kafka::send_waiting_to(&producer, topic, partition, key, payload)
                 .context("loadgen: cannot produce")?;
             events += 1;
             if events.is_multiple_of(1024) {

@@ -97,6 +97,13 @@ enum Command {
         /// Prefix of the topic names (`PREFIX.sis.attendance`, …); default: the plain names.
         #[arg(long, default_value = "")]
         topic_prefix: String,
+        /// Only the students whose partition (xxh3-64 of the student id modulo --of) is one of
+        /// these, each sent to it: e.g. a backlog into 2,3 and a live stream into 0,1.
+        #[arg(long, value_delimiter = ',', requires = "of")]
+        partitions: Vec<i32>,
+        /// The topics' partition count, for --partitions.
+        #[arg(long, requires = "partitions")]
+        of: Option<i32>,
     },
     /// The Ed-Fi translator: Ed-Fi DMS change messages in, contract v1.1 events out. Live, it
     /// reads edfi.topic and produces into the input topics; with --events and --out it
@@ -265,7 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Loadgen { district, brokers, rate, seconds, topic_prefix } => {
+        Command::Loadgen { district, brokers, rate, seconds, topic_prefix, partitions, of } => {
             let mut topics = ontrack::pipeline::Topics::default();
             if !topic_prefix.is_empty() {
                 for t in [
@@ -285,6 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 topics,
                 rate,
                 duration: seconds.map(std::time::Duration::from_secs_f64),
+                split: of.map(|of| ontrack::loadgen::Split { partitions, of }),
             };
             let produced = ontrack::loadgen::run(&load)?;
             println!(

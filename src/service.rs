@@ -5,6 +5,7 @@
 //! partition is positioned at the offset stored with the state it produced (or at the earliest
 //! offset when the store has none), so a crash at any moment loses and repeats nothing.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,11 @@ const BATCH_POLL: Duration = Duration::from_millis(2);
 /// Messages read in one turn of the loop when they are ready (one clock reading, merge and
 /// flow check for all of them).
 const POLL_BURST: usize = 500;
+
+/// The most messages of a batch that holds a live record (its partition group caught up), so
+/// that while other groups catch up a backlog the record waits for two batches of a few
+/// milliseconds, not for the backlog's large batches.
+const LIVE_BATCH: usize = 2_500;
 
 /// While messages wait in the time order, the loop polls at least this often.
 const MERGE_POLL: Duration = Duration::from_millis(5);
@@ -112,7 +118,11 @@ fn serve(
         wake: notifications.as_ref().map(|n| n.wake.clone()),
         inflight: Mutex::new(Inflight::default()),
         size: Mutex::new(BatchSize::new(config.batch.max_events)),
-        merge: Mutex::new(Merge::new(t.all_inputs().map(str::to_owned).to_vec(), MAX_IDLE).held()),
+        merge: Mutex::new(
+            Merge::new(t.all_inputs().map(str::to_owned).to_vec(), MAX_IDLE)
+                .global(&t.calendar)
+                .held(),
+        ),
         group_topics: t.inputs().map(str::to_owned).to_vec(),
         calendar_topic: t.calendar.clone(),
     };
@@ -265,6 +275,8 @@ fn update_gauges(
 struct Inflight {
     messages: Vec<OwnedMessage>,
     since: Option<Instant>,
+    /// It holds a live record (its partition group caught up): it is at most [`LIVE_BATCH`].
+    live: bool,
 }
 
 /// The loop's work: the batch being read, the pipeline that commits it and the publisher that
@@ -320,10 +332,15 @@ impl Worker {
     /// own queries wait behind its fetches).
     fn release(&self, watermarks: &BaseConsumer) {
         let mut merge = self.merge();
-        let (now, full) = (Instant::now(), self.full());
+        let (now, mut full) = (Instant::now(), self.full());
         while self.inflight().messages.len() < full {
             match merge.next(now) {
-                Next::Ready(message) => self.push(*message),
+                Next::Ready { message, live } => {
+                    if live {
+                        full = full.min(LIVE_BATCH);
+                    }
+                    self.push(*message, live);
+                }
                 Next::AskWatermarks(partitions) => {
                     for (topic, partition) in partitions {
                         let asked =
@@ -367,9 +384,10 @@ impl Worker {
         }
     }
 
-    fn push(&self, message: OwnedMessage) {
+    fn push(&self, message: OwnedMessage, live: bool) {
         let mut inflight = self.inflight();
         inflight.since.get_or_insert_with(Instant::now);
+        inflight.live |= live;
         inflight.messages.push(message);
     }
 
@@ -381,7 +399,8 @@ impl Worker {
 
     /// The messages of a full batch now.
     fn full(&self) -> usize {
-        self.size.lock().unwrap_or_else(PoisonError::into_inner).next()
+        let full = self.size.lock().unwrap_or_else(PoisonError::into_inner).next();
+        if self.inflight().live { full.min(LIVE_BATCH) } else { full }
     }
 
     fn max_wait(&self) -> Duration {
@@ -426,7 +445,8 @@ impl Worker {
         let offsets = self.committed(true)?.unwrap_or_default();
         let messages = std::mem::take(&mut *self.inflight()).messages;
         if !messages.is_empty() {
-            self.batches.submit(messages)?;
+            let caught_up = self.merge().caught_up_groups();
+            self.batches.submit(messages, caught_up)?;
         }
         Ok(offsets)
     }
@@ -457,11 +477,14 @@ impl Worker {
     }
 }
 
+/// A batch, with the partition groups caught up once it left the time order.
+type Job = (Vec<OwnedMessage>, BTreeSet<i32>);
+
 /// The pipeline's own thread: it commits one batch at a time while the loop reads, merges and
 /// gathers the next (the loop and the commit each took most of a core in turn).
 #[derive(Debug)]
 struct Batches {
-    jobs: Mutex<Option<std::sync::mpsc::SyncSender<Vec<OwnedMessage>>>>,
+    jobs: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
     done: Mutex<std::sync::mpsc::Receiver<Result<crate::pipeline::BatchOutcome, String>>>,
     /// A batch was handed over and its outcome not yet taken.
     running: std::sync::atomic::AtomicBool,
@@ -473,15 +496,15 @@ struct Batches {
 
 impl Batches {
     fn start(pipeline: Arc<Pipeline>, clock: Clock) -> anyhow::Result<Batches> {
-        let (jobs, batches) = std::sync::mpsc::sync_channel::<Vec<OwnedMessage>>(1);
+        let (jobs, batches) = std::sync::mpsc::sync_channel::<Job>(1);
         let (outcomes, done) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("ontrack-batch".into())
             .spawn(move || {
-                for messages in batches {
+                for (messages, caught_up) in batches {
                     let inputs: Vec<InputMessage<'_>> =
                         messages.iter().map(InputMessage::from).collect();
-                    let outcome = pipeline.process(&inputs, clock.now());
+                    let outcome = pipeline.process_groups(&inputs, clock.now(), Some(&caught_up));
                     if outcomes.send(outcome.map_err(|e| e.to_string())).is_err() {
                         break;
                     }
@@ -497,15 +520,16 @@ impl Batches {
         })
     }
 
-    /// Hands `messages` over (no batch may be running).
-    fn submit(&self, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
+    /// Hands `messages` over (no batch may be running), with the partition groups caught up
+    /// once they left the time order.
+    fn submit(&self, messages: Vec<OwnedMessage>, caught_up: BTreeSet<i32>) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         debug_assert!(!self.running.load(Ordering::SeqCst));
         if let Some(why) = &*self.failed.lock().unwrap_or_else(PoisonError::into_inner) {
             anyhow::bail!("a batch failed, so no later one is committed: {why}");
         }
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let sent = jobs.as_ref().map(|j| j.send(messages));
+        let sent = jobs.as_ref().map(|j| j.send((messages, caught_up)));
         anyhow::ensure!(matches!(sent, Some(Ok(()))), "the batch thread has stopped");
         self.running.store(true, Ordering::SeqCst);
         Ok(())

@@ -975,7 +975,10 @@ fn create_topics(brokers: &str, names: &Names, partitions: i32) {
 /// called that morning) — produced while the service is down, then read by it. Its flag events
 /// are `replay`'s over the same messages sorted by Kafka timestamp (ties: the contract table's
 /// topic order, then partition and offset), school days passing included: fetch order (a
-/// referral read before the attendance of the days before it) no longer decides.
+/// referral read before the attendance of the days before it) no longer decides. Issue 15: the
+/// order is each partition group's, and a group catching up counts its own days (taking the
+/// latest once caught up), so the replay is of each group's messages with the calendar's, then
+/// the latest day.
 #[test]
 fn a_backlog_over_all_topics_gives_the_flags_of_replay_in_time_order() {
     use ontrack::core::EventKind::*;
@@ -1011,9 +1014,42 @@ fn a_backlog_over_all_topics_gives_the_flags_of_replay_in_time_order() {
         }
     }
     logged.sort_by_key(|(k, _)| *k);
-    let in_time_order: Vec<&str> =
-        logged.iter().map(|(_, m)| std::str::from_utf8(m.payload().unwrap()).unwrap()).collect();
-    let expected = common::replayed(in_time_order.iter().copied());
+    // Each partition group's messages with the calendar's, in time order, then the latest day
+    // any group closes (a group caught up takes it): the group's students' flags.
+    let calendar_rank = kinds.len() - 1;
+    let payload = |m: &rdkafka::message::OwnedMessage| {
+        std::str::from_utf8(m.payload().unwrap()).unwrap().to_owned()
+    };
+    let mut latest = String::new();
+    for (_, m) in &logged {
+        let v: Value = serde_json::from_str(&payload(m)).unwrap();
+        let date = v["date"].as_str().unwrap();
+        if date <= &v["recorded_at"].as_str().unwrap()[..10] && date > latest.as_str() {
+            latest = date.to_owned();
+        }
+    }
+    let clock =
+        serde_json::json!({"type": "attendance", "event_id": "clock", "student_id": "clock",
+        "school_id": "sch-00", "date": latest, "recorded_at": format!("{latest}T12:00:00-05:00"),
+        "status": "present"})
+        .to_string();
+    let mut expected = Vec::new();
+    for p in 0..3 {
+        let in_group = |rank: usize, partition: i32| rank == calendar_rank || partition == p;
+        let mut lines: Vec<String> = (logged.iter())
+            .filter(|((_, rank, partition, _), _)| in_group(*rank, *partition))
+            .map(|(_, m)| payload(m))
+            .collect();
+        lines.push(clock.clone());
+        let students: std::collections::BTreeSet<String> = (logged.iter())
+            .filter(|((_, rank, partition, _), _)| *rank != calendar_rank && *partition == p)
+            .map(|(_, m)| std::str::from_utf8(m.key().unwrap()).unwrap().to_owned())
+            .collect();
+        let flags = common::replayed(lines.iter().map(String::as_str));
+        expected.extend(
+            flags.into_iter().filter(|f| students.contains(f["student_id"].as_str().unwrap())),
+        );
+    }
     assert!(
         expected.iter().any(|f| f["caused_by"].as_str().unwrap().starts_with("day:")),
         "the district has day-caused flag changes"

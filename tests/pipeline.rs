@@ -201,7 +201,7 @@ fn through_pipeline(
         let batch: Vec<InputMessage<'_>> = messages[at..at + n]
             .iter()
             .map(|m| {
-                let partition = (xxhash_rust::xxh3::xxh3_64(m.student_id.as_bytes()) % 4) as usize;
+                let partition = partition_of(&m.student_id) as usize;
                 offsets[partition] += 1;
                 InputMessage {
                     topic: topics.input_of(m.kind),
@@ -220,6 +220,11 @@ fn through_pipeline(
         at += n;
     }
     outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect()
+}
+
+/// The partition of a student's (or a calendar's school's) messages in these tests.
+fn partition_of(key: &str) -> i32 {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % 4) as i32
 }
 
 /// Flag events by student, in order.
@@ -274,6 +279,191 @@ fn days_passing_and_calendar_changes_give_replays_flags() {
         let (got, want) = (per_student(&got), per_student(&expected));
         assert_eq!(got, want, "cache of {cache} bytes, {workers} workers");
     }
+}
+
+/// Issue 15: a partition group that is behind counts only the days its own records (and the
+/// calendar's) close. Groups 1–3 of a mixed district run ahead of group 0 (as when group 0
+/// catches up a backlog while the others are live), held back only by the calendar records,
+/// which take their place in every group's order (as the service's time order does): while
+/// behind, group 0's students do not see the days the others pass; once caught up (after each
+/// of its parts) group 0 takes the latest day. Groups 1–3, caught up throughout, share their
+/// days as one instance. So group 0's flags are `replay`'s over its messages, the calendar's,
+/// and a record that closes the latest day where it caught up; the others' are `replay`'s over
+/// their messages and the calendar's.
+#[test]
+fn a_group_that_is_behind_counts_its_own_days_not_another_groups() {
+    use ontrack::synth::SynthEvent;
+    let spec = ontrack::synth::DistrictSpec {
+        students: 400,
+        schools: 4,
+        days: 45,
+        feed: ontrack::synth::Feed::Mixed,
+        ..Default::default()
+    };
+    let mut district = ontrack::synth::District::new(spec);
+    let last = *district.dates().last().unwrap();
+    let mut messages: Vec<SynthEvent> = (0..45).flat_map(|d| district.day(d)).collect();
+    // At the end, a student of group 1 attends a week after the last day: its record closes
+    // that week for groups 1–3; group 0 takes it once caught up.
+    let student = (0..).map(|n| format!("late-{n}")).find(|id| partition_of(id) == 1).unwrap();
+    let date = last + time::Duration::days(7);
+    messages.push(SynthEvent {
+        kind: ontrack::core::EventKind::Attendance,
+        json: serde_json::json!({"type": "attendance", "event_id": "late", "student_id": student,
+            "school_id": "sch-00", "date": date.to_string(),
+            "recorded_at": format!("{date}T09:00:00-05:00"), "status": "present"})
+        .to_string(),
+        student_id: student,
+    });
+    let calendar = |m: &SynthEvent| m.kind == ontrack::core::EventKind::Calendar;
+    let group = |m: &SynthEvent| partition_of(&m.student_id);
+    assert!(messages.iter().filter(|m| calendar(m)).count() > 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir).with_workers(3);
+    let topics = Topics::default();
+    let mut offsets = [0i64; 4];
+    let mut process = |part: &[&SynthEvent], caught_up: &[i32]| {
+        let batch: Vec<InputMessage<'_>> = (part.iter())
+            .map(|m| {
+                let partition = partition_of(&m.student_id);
+                offsets[partition as usize] += 1;
+                InputMessage {
+                    topic: topics.input_of(m.kind),
+                    partition,
+                    offset: offsets[partition as usize] - 1,
+                    key: Some(m.student_id.as_bytes()),
+                    payload: Some(m.json.as_bytes()),
+                    timestamp_ms: None,
+                }
+            })
+            .collect();
+        let caught_up = caught_up.iter().copied().collect();
+        p.process_groups(&batch, jiff::Timestamp::now(), Some(&caught_up)).unwrap();
+    };
+    // Between two calendar records: groups 1–3 (group 0 behind), then group 0 (caught up
+    // after it), then the calendar record.
+    let mut behind: Vec<&SynthEvent> = Vec::new();
+    let mut group_0: Vec<String> = Vec::new();
+    let mut latest = String::new();
+    for (n, segment) in messages.split_inclusive(calendar).enumerate() {
+        let (cal, rest) = match segment.split_last() {
+            Some((last, rest)) if calendar(last) => (Some(last), rest),
+            _ => (None, segment),
+        };
+        let ahead: Vec<&SynthEvent> = rest.iter().filter(|m| group(m) != 0).collect();
+        let own: Vec<&SynthEvent> = rest.iter().filter(|m| group(m) == 0).collect();
+        process(&ahead, &[1, 2, 3]);
+        process(&own, &[0, 1, 2, 3]);
+        // The latest day any group has closed: the day before the latest date of a record not
+        // about the future.
+        for m in rest.iter().chain(cal) {
+            let v: Value = serde_json::from_str(&m.json).unwrap();
+            let date = v["date"].as_str().unwrap();
+            if date <= &v["recorded_at"].as_str().unwrap()[..10] && date > latest.as_str() {
+                latest = date.to_owned();
+            }
+        }
+        group_0.extend(own.iter().map(|m| m.json.clone()));
+        group_0.push(
+            serde_json::json!({"type": "attendance", "event_id": format!("clock-{n}"),
+                "student_id": "clock", "school_id": "sch-00", "date": latest,
+                "recorded_at": format!("{latest}T12:00:00-05:00"), "status": "present"})
+            .to_string(),
+        );
+        if let Some(cal) = cal {
+            process(&[cal], &[0, 1, 2, 3]);
+            group_0.push(cal.json.clone());
+        }
+        behind.extend(ahead.iter().chain(&own).copied().chain(cal));
+    }
+    let got = per_student(
+        &outbox(p.store()).iter().map(json_of).map(common::without_emitted_at).collect::<Vec<_>>(),
+    );
+
+    let in_group = |p: i32| move |(id, _): &(String, Vec<Value>)| partition_of(id) == p;
+    let mut expected: std::collections::BTreeMap<String, Vec<Value>> =
+        per_student(&common::replayed(group_0.iter().map(String::as_str)))
+            .into_iter()
+            .filter(in_group(0))
+            .collect();
+    let others = messages.iter().filter(|m| calendar(m) || group(m) != 0);
+    let flags = common::replayed(others.map(|m| m.json.as_str()));
+    for p in 1..4 {
+        expected.extend(per_student(&flags).into_iter().filter(in_group(p)));
+    }
+    // With one day for the instance, group 0 would count the days the others passed.
+    let one_clock = common::replayed(behind.iter().map(|m| m.json.as_str()));
+    assert_ne!(per_student(&one_clock), expected, "the order makes a difference");
+    assert_eq!(got, expected);
+}
+
+/// Issue 15: groups that are caught up share the instance's day at the record that closes it.
+/// A student of group 1 opens day 15; that closes day 14 in group 0 too, where a student absent
+/// on days 11–13 had no record on day 14 (present): the streak clears there and then, and the
+/// absence for day 14 entered late, after it, raises it again — `replay`'s flags, not those of
+/// a group that passes the day only at the end of the batch.
+#[test]
+fn caught_up_groups_pass_a_day_where_another_groups_record_closes_it() {
+    let days = common::school_days("2026-09-01", 20);
+    let ev = |kind: &str, id: &str, student: &str, date: &str, at: &str, extra: Value| {
+        let mut v = serde_json::json!({"type": kind, "event_id": id, "student_id": student,
+            "school_id": "sch-1", "date": date, "recorded_at": at});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.to_string()
+    };
+    let on = |date: &str, time: &str| format!("{date}T{time}-05:00");
+    let mut messages: Vec<(i32, &str, String)> = Vec::new();
+    let topics = Topics::default();
+    for d in &days {
+        let mut v = serde_json::json!({"type": "calendar", "event_id": format!("cal-{d}"),
+            "school_id": "sch-1", "date": d, "recorded_at": "2026-08-15T12:00:00-05:00",
+            "instructional": true});
+        v.as_object_mut().unwrap().remove("student_id");
+        messages.push((0, &topics.calendar, v.to_string()));
+    }
+    let enrolled = serde_json::json!({"exit_date": null});
+    let enrollment =
+        ev("enrollment", "enr-1", "stu-1", &days[0], "2026-08-20T12:00:00-05:00", enrolled);
+    messages.push((0, &topics.enrollment, enrollment));
+    let absent = serde_json::json!({"status": "absent_unexcused"});
+    for d in &days[10..13] {
+        let absence =
+            ev("attendance", &format!("a-{d}"), "stu-1", d, &on(d, "08:40:00"), absent.clone());
+        messages.push((0, &topics.attendance, absence));
+    }
+    let tardy = serde_json::json!({"status": "tardy"});
+    let opens =
+        ev("attendance", "other", "stu-other", &days[14], &on(&days[14], "08:00:00"), tardy);
+    messages.push((1, &topics.attendance, opens));
+    let late = ev("attendance", "late", "stu-1", &days[13], &on(&days[14], "09:00:00"), absent);
+    messages.push((0, &topics.attendance, late));
+
+    let expected = common::replayed(messages.iter().map(|(_, _, json)| json.as_str()));
+    let streak: Vec<&Value> = (expected.iter())
+        .filter(|f| f["student_id"] == "stu-1" && f["flag"] == "consecutive_absences")
+        .collect();
+    let kinds: Vec<&str> = streak.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["flag.raised", "flag.cleared", "flag.raised"], "{streak:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(&dir);
+    let batch: Vec<InputMessage<'_>> = (messages.iter().enumerate())
+        .map(|(i, (partition, topic, json))| InputMessage {
+            topic,
+            partition: *partition,
+            offset: i as i64,
+            key: None,
+            payload: Some(json.as_bytes()),
+            timestamp_ms: None,
+        })
+        .collect();
+    let both = [0, 1].into_iter().collect();
+    p.process_groups(&batch[..days.len() + 1], jiff::Timestamp::now(), Some(&both)).unwrap();
+    p.process_groups(&batch[days.len() + 1..], jiff::Timestamp::now(), Some(&both)).unwrap();
+    let got: Vec<Value> =
+        outbox(p.store()).iter().map(json_of).map(common::without_emitted_at).collect();
+    assert_eq!(per_student(&got), per_student(&expected));
 }
 
 #[test]

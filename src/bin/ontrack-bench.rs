@@ -56,6 +56,9 @@ enum Command {
         /// Wait on PREFIX.TOPIC only (e.g. `edfi.dms` for the translator's group).
         #[arg(long)]
         topic: Option<String>,
+        /// Wait on these partitions only (e.g. `2,3`: those a backlog was produced into).
+        #[arg(long, value_delimiter = ',')]
+        partitions: Vec<i32>,
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
     },
@@ -66,6 +69,9 @@ enum Command {
         prefix: String,
         #[arg(long)]
         since_ms: i64,
+        /// Only events produced before UNTIL_MS.
+        #[arg(long)]
+        until_ms: Option<i64>,
     },
     /// Produce a seeded synthetic district (absence-only feed: calendars, enrollments, absences
     /// and tardies, referrals, grades) as Ed-Fi DMS CDC v1 messages into PREFIX.edfi.dms, as
@@ -136,17 +142,19 @@ fn main() -> anyhow::Result<()> {
             println!("ceiling_events_per_s={:.0}", events as f64 / took.as_secs_f64());
             Ok(())
         }
-        Command::CaughtUp { prefix, group, topic, timeout_s } => {
+        Command::CaughtUp { prefix, group, topic, partitions, timeout_s } => {
             let topics = match topic {
                 Some(t) => vec![format!("{prefix}.{t}")],
                 None => inputs(&prefix),
             };
-            caught_up(b, &topics, &group, timeout_s)
+            caught_up(b, &topics, &partitions, &group, timeout_s)
         }
         Command::Dms { prefix, students, days, seed, out } => {
             dms(b, &prefix, students, days, seed, out.as_deref())
         }
-        Command::Latency { prefix, since_ms } => latency(b, &prefix, since_ms),
+        Command::Latency { prefix, since_ms, until_ms } => {
+            latency(b, &prefix, since_ms, until_ms.unwrap_or(i64::MAX))
+        }
         Command::Fold {
             students,
             data_dir,
@@ -359,11 +367,19 @@ fn read_all(
     Ok((count as u64, took))
 }
 
-fn caught_up(brokers: &str, topics: &[String], group: &str, timeout_s: u64) -> anyhow::Result<()> {
+/// `partitions`: only these (none: all).
+fn caught_up(
+    brokers: &str,
+    topics: &[String],
+    partitions: &[i32],
+    group: &str,
+    timeout_s: u64,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let c: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create()?;
-    let ends = ends(&c, topics)?;
+    let mut ends = ends(&c, topics)?;
+    ends.retain(|(_, p, _)| partitions.is_empty() || partitions.contains(p));
     let mut tpl = TopicPartitionList::new();
     for (t, p, _) in &ends {
         tpl.add_partition(t, *p);
@@ -395,7 +411,12 @@ fn caught_up(brokers: &str, topics: &[String], group: &str, timeout_s: u64) -> a
                 }
                 _ => total as f64 / took,
             };
-            println!("caught_up_s={took:.3} sustained_events_per_s={sustained:.0}");
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            println!(
+                "caught_up_s={took:.3} sustained_events_per_s={sustained:.0} caught_up_at_ms={at_ms}"
+            );
             return Ok(());
         }
         anyhow::ensure!(started.elapsed().as_secs() < timeout_s, "not caught up in {timeout_s} s");
@@ -403,7 +424,7 @@ fn caught_up(brokers: &str, topics: &[String], group: &str, timeout_s: u64) -> a
     }
 }
 
-fn latency(brokers: &str, prefix: &str, since_ms: i64) -> anyhow::Result<()> {
+fn latency(brokers: &str, prefix: &str, since_ms: i64, until_ms: i64) -> anyhow::Result<()> {
     let mut ms: Vec<i64> = Vec::new();
     read_all(brokers, &[format!("{prefix}.ontrack.flags")], |m| {
         let source = m
@@ -413,7 +434,7 @@ fn latency(brokers: &str, prefix: &str, since_ms: i64) -> anyhow::Result<()> {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<i64>().ok());
         if let (Some(source), Some(acked)) = (source, m.timestamp().to_millis())
-            && source >= since_ms
+            && (since_ms..until_ms).contains(&source)
         {
             ms.push(acked - source);
         }

@@ -1,17 +1,20 @@
-//! Time order across topics: the messages read from every assigned partition wait here and
-//! leave in the order of their Kafka timestamps, ties by the contract table's topic order, then
-//! partition and offset — the way Kafka Streams picks a task's next record, over all the
-//! partitions this instance reads (so the day clock of the instance sees one order, the order a
-//! `replay` of the same messages sorted by time sees).
+//! Time order across topics, per partition group: the messages read from every assigned
+//! partition wait here; those of one partition group (partition *i* of every co-partitioned
+//! input) leave in the order of their Kafka timestamps, ties by the contract table's topic order,
+//! then offset — the way Kafka Streams picks a task's next record. The groups are served in turn,
+//! so a group that catches up a backlog does not hold back one that is live (each group has its
+//! own day clock: `pipeline::days`). The global topics (the calendar, read whole by every
+//! instance) take their place in every group's order: their head leaves once it is older than
+//! every group's, and a group's messages after it wait for it.
 //!
-//! The head leaves only when no partition could still deliver an older message: every
-//! partition with nothing buffered must be caught up (its next offset at its high watermark, as
-//! last fetched or reported by librdkafka's statistics). A partition whose watermark is unknown
-//! is asked for it. If a partition stays behind longer than `max_idle` (a broker away, offsets
-//! that skip, as transaction markers do), the head leaves anyway, as Kafka Streams does after
-//! `max.task.idle.ms`.
+//! A head leaves only when no partition could still deliver an older message: every partition
+//! of its group (and of the global topics) with nothing buffered must be caught up (its next
+//! offset at its high watermark, as last fetched or reported by librdkafka's statistics). A
+//! partition whose watermark is unknown is asked for it. If a partition stays behind longer than
+//! `max_idle` (a broker away, offsets that skip, as transaction markers do), the head leaves
+//! anyway, as Kafka Streams does after `max.task.idle.ms`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -41,6 +44,8 @@ struct Queue {
     asked: Option<Instant>,
     /// The consumer is told not to fetch more of it (its buffer is full).
     paused: bool,
+    /// A global topic's partition (read whole by every instance): in every group's order.
+    global: bool,
 }
 
 impl Queue {
@@ -64,8 +69,9 @@ impl Queue {
 /// What to do next.
 #[derive(Debug)]
 pub enum Next {
-    /// The next message in time order.
-    Ready(Box<OwnedMessage>),
+    /// The next message in time order; `live`: its group has caught up (nothing else buffered,
+    /// no partition behind its watermark), so it is a live record, not a backlog's.
+    Ready { message: Box<OwnedMessage>, live: bool },
     /// Ask these partitions' watermarks ([`Merge::set_watermarks`]), then ask again.
     AskWatermarks(Vec<(String, i32)>),
     /// A partition may still deliver an older message: read on.
@@ -79,10 +85,15 @@ pub enum Next {
 pub struct Merge {
     /// Topic names in the contract table's order.
     order: Vec<String>,
+    /// Topics read whole by every instance (the calendar): in every group's order.
+    global: Vec<String>,
     queues: Vec<Queue>,
     max_idle: Duration,
-    /// Since when the head has waited for a partition behind.
-    blocked_since: Option<Instant>,
+    /// Since when each group's head (the global topics': [`GLOBAL`]) has waited for a
+    /// partition behind.
+    blocked_since: HashMap<i32, Instant>,
+    /// The group served last.
+    turn: i32,
     /// Heads that left before a partition behind caught up.
     pub forced: u64,
     /// Nothing leaves (the consumer group has not assigned partitions yet).
@@ -96,14 +107,23 @@ impl Merge {
     pub fn new(order: Vec<String>, max_idle: Duration) -> Merge {
         Merge {
             order,
+            global: Vec::new(),
             queues: Vec::new(),
             max_idle,
-            blocked_since: None,
+            blocked_since: HashMap::new(),
+            turn: GLOBAL,
             forced: 0,
             held: false,
             buffered: 0,
             peak: 0,
         }
+    }
+
+    /// `topic` is read whole by every instance (the calendar): its messages take their place
+    /// in every partition group's order.
+    pub fn global(mut self, topic: &str) -> Merge {
+        self.global.push(topic.to_owned());
+        self
     }
 
     /// A merge that lets nothing leave until [`Merge::hold`]`(false)`.
@@ -136,6 +156,7 @@ impl Merge {
             high: None,
             asked: None,
             paused: false,
+            global: self.global.iter().any(|g| g == topic),
         });
     }
 
@@ -153,7 +174,7 @@ impl Merge {
     pub fn revoke(&mut self, topics: &[&str]) {
         self.queues.retain(|q| !topics.contains(&q.topic.as_str()));
         self.buffered = self.queues.iter().map(|q| q.buf.len()).sum();
-        self.blocked_since = None;
+        self.blocked_since.clear();
     }
 
     /// Puts messages that left but were not applied back at the head of their queues (in the
@@ -201,6 +222,17 @@ impl Merge {
         self.buffered
     }
 
+    /// The partition groups caught up now: every partition of theirs has nothing buffered and
+    /// is at its high watermark, so no message of theirs older than one that left can still come.
+    pub fn caught_up_groups(&self) -> BTreeSet<i32> {
+        let mut groups = BTreeMap::new();
+        for q in self.queues.iter().filter(|q| !q.global) {
+            let caught_up = q.buf.is_empty() && q.caught_up() == Some(true);
+            *groups.entry(q.partition).or_insert(true) &= caught_up;
+        }
+        groups.into_iter().filter(|(_, caught_up)| *caught_up).map(|(p, _)| p).collect()
+    }
+
     /// Partitions to pause (`true`: buffering too much) or resume (`false`: down to half),
     /// marked as such.
     pub fn flow(&mut self) -> Vec<(String, i32, bool)> {
@@ -216,57 +248,126 @@ impl Merge {
         out
     }
 
-    /// The next step at `now`.
+    /// The next step at `now`: the head of a partition group (partition *i* of every group
+    /// topic) whose turn has come, the groups served in turn; the global topics' head when it
+    /// is older than every group's.
     pub fn next(&mut self, now: Instant) -> Next {
         if self.held {
             return if self.buffered > 0 { Next::Wait } else { Next::Empty };
         }
-        let head = (self.queues.iter().enumerate())
-            .filter_map(|(i, q)| q.head_key().map(|k| (k, i)))
-            .min()
-            .map(|(_, i)| i);
-        let Some(head) = head else {
-            self.blocked_since = None;
-            return Next::Empty;
-        };
         let mut ask = Vec::new();
-        let mut behind = false;
-        for q in self.queues.iter_mut().filter(|q| q.buf.is_empty()) {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut global = Group::new(GLOBAL);
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            let slot = if q.global {
+                &mut global
+            } else {
+                let at = match groups.binary_search_by_key(&q.partition, |g| g.id) {
+                    Ok(at) => at,
+                    Err(at) => {
+                        groups.insert(at, Group::new(q.partition));
+                        at
+                    }
+                };
+                &mut groups[at]
+            };
+            if let Some(key) = q.head_key() {
+                if slot.head.is_none_or(|(k, _)| key < k) {
+                    slot.head = Some((key, i));
+                }
+                continue;
+            }
             match q.caught_up() {
                 Some(true) => {}
                 Some(false) => {
                     tracing::trace!(topic = %q.topic, partition = q.partition, next = ?q.next, high = ?q.high, "time order: behind");
-                    behind = true;
+                    slot.behind = true;
                 }
                 None if q.asked.is_none_or(|at| now.duration_since(at) >= ASK_AGAIN) => {
                     q.asked = Some(now);
                     ask.push((q.topic.clone(), q.partition));
+                    slot.behind = true;
                 }
-                None => behind = true,
+                None => slot.behind = true,
             }
+        }
+        if global.head.is_none() && groups.iter().all(|g| g.head.is_none()) {
+            self.blocked_since.clear();
+            return Next::Empty;
         }
         if !ask.is_empty() {
             return Next::AskWatermarks(ask);
         }
-        if behind {
-            // Once waited out, messages go on until the partition behind delivers (as Kafka
-            // Streams' enforced processing): a partition that never catches up (offsets that
-            // skip, as transaction markers do) does not cost 2 s a message.
-            let since = *self.blocked_since.get_or_insert(now);
-            if now.duration_since(since) < self.max_idle {
-                return Next::Wait;
+        // The global head goes first when its turn has come: older than every group's head, no
+        // partition anywhere able to deliver an older message.
+        if let Some((key, i)) = global.head {
+            let older = groups.iter().all(|g| g.head.is_none_or(|(k, _)| key < k));
+            let behind = global.behind || groups.iter().any(|g| g.behind);
+            if older && self.may_go(GLOBAL, behind, now) {
+                return self.pop(i);
             }
-            self.forced += 1;
-        } else {
-            self.blocked_since = None;
         }
-        match self.queues[head].buf.pop_front() {
-            Some(m) => {
-                self.buffered -= 1;
-                Next::Ready(Box::new(m))
+        // Then the groups in turn, from the one after the group served last.
+        let start = groups.partition_point(|g| g.id <= self.turn);
+        for at in (start..groups.len()).chain(0..start) {
+            let g = &groups[at];
+            let Some((key, i)) = g.head else { continue };
+            if global.head.is_some_and(|(k, _)| k < key) {
+                // The global topics' older message goes first (waiting for its own turn).
+                continue;
             }
-            None => Next::Empty,
+            let behind = g.behind || global.behind;
+            if self.may_go(g.id, behind, now) {
+                self.turn = g.id;
+                return self.pop(i);
+            }
         }
+        Next::Wait
+    }
+
+    /// Whether a head of `group` may leave, `behind` a partition that could still deliver an
+    /// older one: not while behind, unless it has waited `max_idle` since it began to wait (then
+    /// messages go on until the partition behind delivers, as Kafka Streams' enforced
+    /// processing: a partition that never catches up, with offsets that skip as transaction
+    /// markers do, does not cost `max_idle` a message).
+    fn may_go(&mut self, group: i32, behind: bool, now: Instant) -> bool {
+        if !behind {
+            self.blocked_since.remove(&group);
+            return true;
+        }
+        let since = *self.blocked_since.entry(group).or_insert(now);
+        if now.duration_since(since) < self.max_idle {
+            return false;
+        }
+        self.forced += 1;
+        true
+    }
+
+    fn pop(&mut self, queue: usize) -> Next {
+        let Some(m) = self.queues[queue].buf.pop_front() else { return Next::Empty };
+        self.buffered -= 1;
+        let q = &self.queues[queue];
+        let live = !q.global
+            && (self.queues.iter())
+                .filter(|o| !o.global && o.partition == q.partition)
+                .all(|o| o.buf.is_empty() && o.caught_up() == Some(true));
+        Next::Ready { message: Box::new(m), live }
+    }
+}
+
+/// The group of the global topics' partitions.
+const GLOBAL: i32 = i32::MIN;
+
+/// A partition group's head (order key, queue) and whether one of its partitions is behind.
+struct Group {
+    id: i32,
+    head: Option<((i64, usize, i32, i64), usize)>,
+    behind: bool,
+}
+
+impl Group {
+    fn new(id: i32) -> Group {
+        Group { id, head: None, behind: false }
     }
 }
 
@@ -289,7 +390,7 @@ mod tests {
 
     fn drain(m: &mut Merge, now: Instant) -> Vec<(String, i64)> {
         let mut out = Vec::new();
-        while let Next::Ready(x) = m.next(now) {
+        while let Next::Ready { message: x, .. } = m.next(now) {
             out.push((x.topic().to_owned(), x.offset()));
         }
         out
@@ -360,21 +461,117 @@ mod tests {
         let t0 = Instant::now();
         assert!(matches!(m.next(t0), Next::Wait));
         let later = t0 + Duration::from_secs(6);
-        assert!(matches!(m.next(later), Next::Ready(_)));
+        assert!(matches!(m.next(later), Next::Ready { .. }));
         // Waited out once: the next goes too, while the partition behind has not delivered.
-        assert!(matches!(m.next(later), Next::Ready(_)));
+        assert!(matches!(m.next(later), Next::Ready { .. }));
         assert_eq!(m.forced, 2);
         // Nothing behind any more: the next partition to fall behind is waited for anew.
         m.set_watermarks("a", 0, 0, 0);
         m.set_watermarks("b", 0, 0, 1);
         m.set_watermarks("c", 0, 0, 2);
         m.push(msg("c", 0, 1, 80));
-        assert!(matches!(m.next(later), Next::Ready(_)));
+        assert!(matches!(m.next(later), Next::Ready { .. }));
         assert_eq!(m.forced, 2);
         m.raise_high("b", 0, 3);
         m.set_watermarks("c", 0, 0, 3);
         m.push(msg("c", 0, 2, 90));
         assert!(matches!(m.next(later), Next::Wait), "b is behind: c waits");
+    }
+
+    /// Topics a, b (partitions 0 and 1: two groups) and the global topic g (partition 0).
+    fn grouped() -> Merge {
+        let order = ["a", "b", "g"].map(String::from).to_vec();
+        let mut m = Merge::new(order, Duration::from_secs(5)).global("g");
+        for t in ["a", "b"] {
+            for p in [0, 1] {
+                m.assign(t, p, Some(0));
+            }
+        }
+        m.assign("g", 0, Some(0));
+        m
+    }
+
+    fn drain_grouped(m: &mut Merge, now: Instant) -> Vec<(String, i32, i64)> {
+        let mut out = Vec::new();
+        while let Next::Ready { message: x, .. } = m.next(now) {
+            out.push((x.topic().to_owned(), x.partition(), x.offset()));
+        }
+        out
+    }
+
+    fn at(t: &str, p: i32, o: i64) -> (String, i32, i64) {
+        (t.to_owned(), p, o)
+    }
+
+    #[test]
+    fn a_group_behind_does_not_hold_back_another_and_groups_take_turns() {
+        let mut m = grouped();
+        for (t, p, high) in [("a", 0, 2), ("b", 0, 5), ("a", 1, 2), ("b", 1, 1), ("g", 0, 0)] {
+            m.set_watermarks(t, p, 0, high);
+        }
+        // Group 0 catches up a backlog (b still has 5 to read); group 1 is live.
+        m.push(msg("a", 0, 0, 10));
+        m.push(msg("a", 0, 1, 20));
+        m.push(msg("a", 1, 0, 1_000));
+        m.push(msg("b", 1, 0, 900));
+        m.push(msg("a", 1, 1, 1_100));
+        let now = Instant::now();
+        // Group 1's messages leave; the last is live (its group caught up, nothing buffered).
+        let mut got = Vec::new();
+        while let Next::Ready { message: x, live } = m.next(now) {
+            got.push((at(x.topic(), x.partition(), x.offset()), live));
+        }
+        let want = [(at("b", 1, 0), false), (at("a", 1, 0), false), (at("a", 1, 1), true)];
+        assert_eq!(got, want.to_vec());
+        // Group 0's b delivers: both groups have messages, and they take turns, each in its
+        // own time order.
+        for o in 0..5 {
+            m.push(msg("b", 0, o, 15 + o));
+        }
+        m.push(msg("a", 1, 2, 1_200));
+        m.push(msg("b", 1, 1, 1_150));
+        m.set_watermarks("a", 1, 0, 3);
+        m.set_watermarks("b", 1, 0, 2);
+        let got = drain_grouped(&mut m, now);
+        let want = [
+            at("a", 0, 0),
+            at("b", 1, 1),
+            at("b", 0, 0),
+            at("a", 1, 2),
+            at("b", 0, 1),
+            at("b", 0, 2),
+            at("b", 0, 3),
+            at("b", 0, 4),
+            at("a", 0, 1),
+        ];
+        assert_eq!(got, want.to_vec());
+        assert_eq!(m.forced, 0);
+    }
+
+    #[test]
+    fn a_global_message_takes_its_place_in_every_groups_order() {
+        let mut m = grouped();
+        for (t, p, high) in [("a", 0, 2), ("b", 0, 0), ("a", 1, 2), ("b", 1, 0), ("g", 0, 1)] {
+            m.set_watermarks(t, p, 0, high);
+        }
+        m.push(msg("g", 0, 0, 50));
+        m.push(msg("a", 0, 0, 10));
+        m.push(msg("a", 0, 1, 60));
+        m.push(msg("a", 1, 0, 70));
+        let now = Instant::now();
+        // Group 1 waits for the older global message, which waits for group 0's older one.
+        let got = drain_grouped(&mut m, now);
+        assert_eq!(got, vec![at("a", 0, 0), at("g", 0, 0), at("a", 1, 0), at("a", 0, 1)]);
+        // A group behind holds back the global message (it could deliver an older one), and
+        // with it every later message, until max_idle.
+        m.set_watermarks("b", 0, 0, 3);
+        m.set_watermarks("g", 0, 0, 2);
+        m.push(msg("g", 0, 1, 100));
+        m.push(msg("a", 1, 1, 120));
+        assert!(matches!(m.next(now), Next::Wait));
+        let later = now + Duration::from_secs(6);
+        assert_eq!(drain_grouped(&mut m, later), vec![at("g", 0, 1), at("a", 1, 1)]);
+        assert_eq!(m.forced, 1);
     }
 
     #[test]

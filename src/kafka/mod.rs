@@ -43,7 +43,21 @@ pub fn send_waiting(
     key: &[u8],
     payload: &[u8],
 ) -> KafkaResult<()> {
+    send_waiting_to(producer, topic, None, key, payload)
+}
+
+/// [`send_waiting`] to `partition` (`None`: where the producer's partitioner places the key).
+pub fn send_waiting_to(
+    producer: &BaseProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    payload: &[u8],
+) -> KafkaResult<()> {
     let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),

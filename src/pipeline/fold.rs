@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use super::InputMessage;
 use super::Topics;
 use super::cache::{StateCache, Touched};
-use super::days::WATCHED;
-use crate::core::{Days, Event, FlagChange, Outcome, Rules, StudentState, decode};
+use super::days::{Clocks, WATCHED};
+use crate::core::{Calendars, Days, Event, FlagChange, Outcome, Rules, StudentState, decode};
 use crate::notify::plan::{Facts, Now, Planner};
 use crate::store::{Batch, Store, StoreError, states};
 use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC};
@@ -160,7 +160,9 @@ pub(super) enum Applied {
 /// What every event of a segment is applied with: the days its figures count, and the alert
 /// planner (when notifications are on) with the time it plans for.
 pub(super) struct Along<'a> {
-    pub days: Days<'a>,
+    pub calendars: &'a Calendars,
+    /// Each partition group's clock: the as-of day of its events.
+    pub clocks: &'a Clocks,
     pub planner: Option<&'a Planner>,
     pub today: &'a Now,
 }
@@ -203,7 +205,8 @@ impl Fold<'_> {
     ) -> Result<Vec<(usize, Applied)>, StoreError> {
         let mut out = Vec::with_capacity(events.len());
         for (i, event, partition) in events {
-            let (state, outcome) = self.apply(event, *partition, &along.days)?;
+            let days = Days::new(along.calendars, along.clocks.of(*partition).closed_through());
+            let (state, outcome) = self.apply(event, *partition, &days)?;
             let applied = match outcome {
                 Outcome::Duplicate => Applied::Duplicate,
                 Outcome::Applied(changes) => {

@@ -154,6 +154,8 @@ pub struct Pipeline {
     /// The partitions this instance owns now, whose students passing days and calendar changes
     /// re-evaluate (`None`: every partition in the store).
     owned: Mutex<Option<BTreeSet<i32>>>,
+    /// The partition groups caught up after the last batch (`None`: every group).
+    followed: Mutex<Option<BTreeSet<i32>>>,
 }
 
 impl Pipeline {
@@ -168,6 +170,7 @@ impl Pipeline {
             cache_bytes: DEFAULT_CACHE_MIB << 20,
             days: Mutex::default(),
             owned: Mutex::default(),
+            followed: Mutex::default(),
         }
     }
 
@@ -225,16 +228,36 @@ impl Pipeline {
     /// Folds `batch` (in order) and commits its effects atomically; `now` stamps `emitted_at` and
     /// decides what "today" is for absence alerts.
     /// On `Err` nothing of the batch was written: the caller must not commit its offsets.
+    /// Every partition group is taken as caught up (see [`Pipeline::process_groups`]).
     pub fn process(
         &self,
         batch: &[InputMessage<'_>],
         now: jiff::Timestamp,
     ) -> Result<BatchOutcome, StoreError> {
+        self.process_groups(batch, now, None)
+    }
+
+    /// [`Pipeline::process`], told which partition groups were caught up once `batch` left the
+    /// time order (`None`: every group): no message of theirs older than the batch's can still
+    /// come. A group caught up before and after the batch follows the instance's day — a
+    /// record that closes days in one such group closes them in all — and a group caught up
+    /// after it takes the latest day at its end. A group that is behind (catching up a
+    /// backlog) counts only the days its own records (and the calendar's) close, so the days
+    /// that live groups pass never reach its students before their records do.
+    pub fn process_groups(
+        &self,
+        batch: &[InputMessage<'_>],
+        now: jiff::Timestamp,
+        caught_up: Option<&BTreeSet<i32>>,
+    ) -> Result<BatchOutcome, StoreError> {
         let mut days = self.days.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = self.process_with(batch, now, &mut days);
-        if result.is_err() {
+        let mut followed = self.followed.lock().unwrap_or_else(PoisonError::into_inner);
+        let groups = days::Following { before: followed.as_ref(), after: caught_up };
+        let result = self.process_with(batch, now, &mut days, groups);
+        match result {
+            Ok(_) => *followed = caught_up.cloned(),
             // The calendars and clock in memory may be ahead of the store's: read them again.
-            *days = None;
+            Err(_) => *days = None,
         }
         result
     }
@@ -244,6 +267,7 @@ impl Pipeline {
         batch: &[InputMessage<'_>],
         now: jiff::Timestamp,
         days: &mut Option<days::DayState>,
+        following: days::Following<'_>,
     ) -> Result<BatchOutcome, StoreError> {
         let started = std::time::Instant::now();
         let read = report::ReadRanges::of(batch);
@@ -253,8 +277,15 @@ impl Pipeline {
             Some(d) => d,
             None => days.insert(days::DayState::load(&self.store)?),
         };
-        let clock_before = day_state.clock;
+        let clocks_before = day_state.clocks.clone();
         let owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        // The groups whose days pass here: the owned (else every group with a clock so far).
+        let all_groups = |clocks: &days::Clocks| -> Vec<i32> {
+            match owned.as_ref() {
+                Some(owned) => owned.iter().copied().collect(),
+                None => clocks.partitions().collect(),
+            }
+        };
         let mut caches = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let workers = caches.len();
         let mut fold = fold::Shards::new(&self.store, &self.rules, &mut caches, batch.len());
@@ -287,9 +318,12 @@ impl Pipeline {
                 continue;
             };
             let calendar = matches!(event.body, EventBody::CalendarDay { .. });
+            // A calendar record takes its place in every group's order: it moves the clocks of
+            // the owned partitions (of every group the store has, when none are named).
+            let groups = if calendar { all_groups(&day_state.clocks) } else { vec![m.partition] };
             // A duplicate changes nothing, not even the clock (checked apart only when the event
             // would close days: applying checks it anyway).
-            let closes = day_state.clock.would_close(event);
+            let closes = groups.iter().any(|p| day_state.clocks.of(*p).would_close(event));
             if !calendar && !closes {
                 segment.pending.push(i);
                 continue;
@@ -300,17 +334,25 @@ impl Pipeline {
                 out.report.duplicate(m.topic);
                 continue;
             }
-            // The school days the event closes pass before it is applied.
-            if let Some((first, last)) = day_state.clock.observe(event) {
-                self.pass_days(
-                    &mut fold,
-                    day_state,
-                    owned.as_ref(),
-                    (first, last),
-                    event,
-                    source_ms,
-                    &mut out,
-                )?;
+            // The school days the event closes in its groups pass before it is applied; in
+            // every group that follows the instance's day too, if its own does.
+            let by = days::Closer::of(event, source_ms);
+            for &partition in &groups {
+                if let Some(days) = day_state.clocks.of_mut(partition).observe(event) {
+                    self.pass_days(&mut fold, day_state, (partition, days), by, &mut out)?;
+                }
+            }
+            if !calendar && following.throughout(m.partition) {
+                day_state.last_closer = Some(by);
+                let through = day_state.clocks.of(m.partition).closed_through();
+                let others = all_groups(&day_state.clocks);
+                let others = others.into_iter().filter(|p| *p != m.partition);
+                for p in others.filter(|p| following.throughout(*p)) {
+                    let Some(through) = through else { break };
+                    if let Some(days) = day_state.clocks.of_mut(p).close_through(through) {
+                        self.pass_days(&mut fold, day_state, (p, days), by, &mut out)?;
+                    }
+                }
             }
             if calendar {
                 match day_state.calendars.apply(event) {
@@ -325,8 +367,8 @@ impl Pipeline {
                         {
                             calendar_writes.push((event.school_id.to_string(), record.clone()));
                         }
-                        let passed =
-                            day_state.clock.closed_through().is_some_and(|c| event.date <= c);
+                        // Only a group that has passed the day counts it again.
+                        let passed = groups.iter().any(|p| day_state.clocks.passed(*p, event.date));
                         if was != now && passed {
                             self.calendar_changed(
                                 &mut fold,
@@ -347,6 +389,20 @@ impl Pipeline {
             self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
         }
         self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
+        // A group caught up by now takes the latest day of the groups (one that caught up a
+        // backlog in this batch: the days the others passed meanwhile).
+        let all_groups = all_groups(&day_state.clocks);
+        if let Some(latest) = day_state.clocks.latest(&all_groups) {
+            let by = day_state.last_closer.unwrap_or(days::Closer {
+                recorded_at_s: now.as_second(),
+                source_ms: now.as_millisecond(),
+            });
+            for &p in all_groups.iter().filter(|p| following.after(**p)) {
+                if let Some(days) = day_state.clocks.of_mut(p).close_through(latest) {
+                    self.pass_days(&mut fold, day_state, (p, days), by, &mut out)?;
+                }
+            }
+        }
 
         let Out { outputs, mut report, facts, today } = out;
         let mut commit = self.store.batch();
@@ -357,9 +413,7 @@ impl Pipeline {
         for (school, record) in &calendar_writes {
             days::write_calendar(&mut commit, school, record);
         }
-        if day_state.clock != clock_before {
-            day_state.write_clock(&mut commit);
-        }
+        day_state.clocks.write_changed(&clocks_before, &mut commit);
         for (topic, partition, next) in read.next_offsets() {
             OFFSETS.put(&mut commit, &(topic, partition), &next);
         }
@@ -413,7 +467,8 @@ impl Pipeline {
             .filter_map(|&i| decoded[i].as_ref().ok().map(|e| (i, e, batch[i].partition)))
             .collect();
         let along = fold::Along {
-            days: Days::new(&day_state.calendars, day_state.clock.closed_through()),
+            calendars: &day_state.calendars,
+            clocks: &day_state.clocks,
             planner: self.planner.as_deref(),
             today: &out.today,
         };
@@ -446,25 +501,22 @@ impl Pipeline {
         Ok(())
     }
 
-    /// School days `first` to `last` have ended: every watched student of the owned partitions
-    /// is counted again, day by day, in (partition, student) order. `event` is the record that
-    /// closed the days.
-    #[allow(clippy::too_many_arguments)]
+    /// School days `first` to `last` have ended in `partition`'s group: every watched student
+    /// of the group is counted again, day by day, in student order. `by`: the record that closed
+    /// the days.
     fn pass_days(
         &self,
         fold: &mut fold::Shards<'_>,
         day_state: &days::DayState,
-        owned: Option<&BTreeSet<i32>>,
-        (first, last): (Date, Date),
-        event: &Event<'_>,
-        source_ms: i64,
+        (partition, (first, last)): (i32, (Date, Date)),
+        by: days::Closer,
         out: &mut Out<'_>,
     ) -> Result<(), StoreError> {
-        let mut students = days::watched(&self.store, owned)?;
+        let mut students = days::watched(&self.store, Some(&BTreeSet::from([partition])))?;
         // The batch's own states: watched now or not, whatever the store says.
         students.retain(|(_, id)| fold.watched_now(id) != Some(false));
         for (id, t) in fold.states() {
-            if t.stored.state.watch(&self.rules) && owned.is_none_or(|o| o.contains(&t.partition)) {
+            if t.partition == partition && t.stored.state.watch(&self.rules) {
                 students.insert((t.partition, id.clone()));
             }
         }
@@ -476,7 +528,7 @@ impl Pipeline {
                 let touched = fold.whole_state(id, *partition)?;
                 let state = &mut touched.stored.state;
                 let changes = state.pass_day(id, day, &self.rules, &day_state.calendars);
-                self.emit(id, state, &changes, day, event, source_ms, out);
+                self.emit(id, state, &changes, day, by, out);
                 if !state.watch(&self.rules) {
                     done.push((*partition, id.clone()));
                 }
@@ -490,9 +542,9 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A passed day of `event`'s school became a school day or stopped being one: every student
-    /// of the owned partitions ever enrolled there is counted again, in (partition, student)
-    /// order.
+    /// A day of `event`'s school became a school day or stopped being one: every student of the
+    /// owned partitions ever enrolled there whose group has passed that day is counted again, in
+    /// (partition, student) order.
     #[allow(clippy::too_many_arguments)]
     fn calendar_changed(
         &self,
@@ -510,42 +562,45 @@ impl Pipeline {
                 students.insert((*partition, student.clone()));
             }
         }
-        let days = Days::new(&day_state.calendars, day_state.clock.closed_through());
         for (partition, id) in students {
+            if !day_state.clocks.passed(partition, event.date) {
+                continue;
+            }
+            let closed = day_state.clocks.of(partition).closed_through();
+            let days = Days::new(&day_state.calendars, closed);
             let touched = fold.whole_state(&id, partition)?;
             let state = &mut touched.stored.state;
             let cause = Cause { student_id: &id, ..Cause::of(event) };
             let changes = state.refresh(&self.rules, &days, &cause);
-            self.emit(&id, state, &changes, event.date, event, source_ms, out);
+            let by = days::Closer::of(event, source_ms);
+            self.emit(&id, state, &changes, event.date, by, out);
         }
         Ok(())
     }
 
-    /// Publishes flag changes no event of the student caused, and plans their alerts.
-    #[allow(clippy::too_many_arguments)]
+    /// Publishes flag changes no event of the student caused (`by`: the record that made
+    /// them), and plans their alerts.
     fn emit(
         &self,
         student_id: &str,
         state: &crate::core::StudentState,
         changes: &[FlagChange],
         date: Date,
-        event: &Event<'_>,
-        source_ms: i64,
+        by: days::Closer,
         out: &mut Out<'_>,
     ) {
         if changes.is_empty() {
             return;
         }
         out.report.flags(changes.iter().map(|c| (c.flag, c.change)));
-        out.outputs.flags(changes, source_ms);
+        out.outputs.flags(changes, by.source_ms);
         if let Some(planner) = &self.planner {
-            let recorded_at_s = event.recorded_at.secs;
             out.facts.extend(planner.facts_of_day(
                 student_id,
                 state,
                 changes,
                 date,
-                recorded_at_s,
+                by.recorded_at_s,
                 &out.today,
             ));
         }
