@@ -46,13 +46,17 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
 const BATCH_POLL: Duration = Duration::from_millis(2);
 
 /// Messages read in one turn of the loop when they are ready (one clock reading, merge and
-/// flow check for all of them).
-const POLL_BURST: usize = 500;
+/// flow check for all of them); many, so that live records behind a backlog's in librdkafka's
+/// queue reach the time order soon (500 left them there for hundreds of milliseconds).
+const POLL_BURST: usize = 20_000;
 
-/// The most messages of a batch that holds a live record (its partition group caught up), so
-/// that while other groups catch up a backlog the record waits for two batches of a few
-/// milliseconds, not for the backlog's large batches.
-const LIVE_BATCH: usize = 2_500;
+/// The most messages of a batch while live records come (a record of a caught-up partition group
+/// in the last [`LIVE_WINDOW`]), so that while other groups catch up a backlog a live record
+/// waits for batches of a few milliseconds, not for the backlog's large ones (measured with
+/// 2,500, 1,000, 500, 250: p99 271, 149, 102, 148 ms, one run each; BENCHMARKS.md, issue 15
+/// step 9).
+const LIVE_BATCH: usize = 500;
+const LIVE_WINDOW: Duration = Duration::from_secs(1);
 
 /// While messages wait in the time order, the loop polls at least this often.
 const MERGE_POLL: Duration = Duration::from_millis(5);
@@ -123,6 +127,7 @@ fn serve(
                 .global(&t.calendar)
                 .held(),
         ),
+        live_at: Mutex::default(),
         group_topics: t.inputs().map(str::to_owned).to_vec(),
         calendar_topic: t.calendar.clone(),
     };
@@ -275,8 +280,6 @@ fn update_gauges(
 struct Inflight {
     messages: Vec<OwnedMessage>,
     since: Option<Instant>,
-    /// It holds a live record (its partition group caught up): it is at most [`LIVE_BATCH`].
-    live: bool,
 }
 
 /// The loop's work: the batch being read, the pipeline that commits it and the publisher that
@@ -297,6 +300,8 @@ struct Worker {
     size: Mutex<BatchSize>,
     /// Messages read, waiting for their turn in time order.
     merge: Mutex<Merge>,
+    /// When a batch last took a live record (see [`LIVE_BATCH`]).
+    live_at: Mutex<Option<Instant>>,
     /// The inputs the consumer group shares out.
     group_topics: Vec<String>,
     calendar_topic: String,
@@ -339,7 +344,7 @@ impl Worker {
                     if live {
                         full = full.min(LIVE_BATCH);
                     }
-                    self.push(*message, live);
+                    self.push(*message, live, now);
                 }
                 Next::AskWatermarks(partitions) => {
                     for (topic, partition) in partitions {
@@ -384,10 +389,13 @@ impl Worker {
         }
     }
 
-    fn push(&self, message: OwnedMessage, live: bool) {
+    /// Adds a message to the batch at `now`; `live`: its group has caught up.
+    fn push(&self, message: OwnedMessage, live: bool, now: Instant) {
         let mut inflight = self.inflight();
-        inflight.since.get_or_insert_with(Instant::now);
-        inflight.live |= live;
+        inflight.since.get_or_insert(now);
+        if live {
+            *self.live_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
         inflight.messages.push(message);
     }
 
@@ -400,7 +408,12 @@ impl Worker {
     /// The messages of a full batch now.
     fn full(&self) -> usize {
         let full = self.size.lock().unwrap_or_else(PoisonError::into_inner).next();
-        if self.inflight().live { full.min(LIVE_BATCH) } else { full }
+        let live_at = *self.live_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if live_at.is_some_and(|at| at.elapsed() < LIVE_WINDOW) {
+            full.min(LIVE_BATCH)
+        } else {
+            full
+        }
     }
 
     fn max_wait(&self) -> Duration {
