@@ -58,6 +58,10 @@ const POLL_BURST: usize = 20_000;
 const LIVE_BATCH: usize = 500;
 const LIVE_WINDOW: Duration = Duration::from_secs(1);
 
+/// How often the loop checks, while idle, whether a partition group has caught up (see
+/// `Worker::due`).
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
 /// While messages wait in the time order, the loop polls at least this often.
 const MERGE_POLL: Duration = Duration::from_millis(5);
 
@@ -128,6 +132,7 @@ fn serve(
                 .held(),
         ),
         live_at: Mutex::default(),
+        handed: Mutex::new((BTreeSet::new(), Instant::now())),
         group_topics: t.inputs().map(str::to_owned).to_vec(),
         calendar_topic: t.calendar.clone(),
     };
@@ -302,6 +307,9 @@ struct Worker {
     merge: Mutex<Merge>,
     /// When a batch last took a live record (see [`LIVE_BATCH`]).
     live_at: Mutex<Option<Instant>>,
+    /// The partition groups caught up when the last batch was handed over, and when they were
+    /// last compared with the merge's.
+    handed: Mutex<(BTreeSet<i32>, Instant)>,
     /// The inputs the consumer group shares out.
     group_topics: Vec<String>,
     calendar_topic: String,
@@ -443,12 +451,31 @@ impl Worker {
     /// free: while a batch commits, the next one keeps gathering (up to a full batch), so a
     /// backlog is folded in large batches (a student's state written once for several of its
     /// events) while live records still go within the wait.
+    /// An empty batch is due when a partition group has caught up since the last batch (and
+    /// no more often than [`TICK_EVERY`]): it takes the latest school day, which nothing else
+    /// would hand it until a message comes.
     fn due(&self) -> bool {
         let full = self.full();
-        let inflight = self.inflight();
-        inflight.messages.len() >= full
-            || (!self.batches.running()
-                && inflight.since.is_some_and(|s| s.elapsed() >= self.max_wait()))
+        let running = self.batches.running();
+        let (messages, since) = {
+            let inflight = self.inflight();
+            (inflight.messages.len(), inflight.since)
+        };
+        messages >= full
+            || (!running && since.is_some_and(|s| s.elapsed() >= self.max_wait()))
+            || (!running && messages == 0 && self.newly_caught_up())
+    }
+
+    /// Whether a partition group has caught up since the last batch was handed over (checked
+    /// at most every [`TICK_EVERY`]).
+    fn newly_caught_up(&self) -> bool {
+        let mut handed = self.handed.lock().unwrap_or_else(PoisonError::into_inner);
+        if handed.1.elapsed() < TICK_EVERY {
+            return false;
+        }
+        handed.1 = Instant::now();
+        let caught_up = self.merge().caught_up_groups();
+        caught_up.iter().any(|p| !handed.0.contains(p))
     }
 
     /// Hands the current batch to the pipeline's thread, once the one before it is committed
@@ -457,8 +484,10 @@ impl Worker {
     fn flush(&self) -> anyhow::Result<Vec<(String, i32, i64)>> {
         let offsets = self.committed(true)?.unwrap_or_default();
         let messages = std::mem::take(&mut *self.inflight()).messages;
-        if !messages.is_empty() {
-            let caught_up = self.merge().caught_up_groups();
+        let caught_up = self.merge().caught_up_groups();
+        let mut handed = self.handed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !messages.is_empty() || caught_up.iter().any(|p| !handed.0.contains(p)) {
+            *handed = (caught_up.clone(), Instant::now());
             self.batches.submit(messages, caught_up)?;
         }
         Ok(offsets)

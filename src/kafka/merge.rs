@@ -291,12 +291,13 @@ impl Merge {
                 None => slot.behind = true,
             }
         }
+        // Asked even with nothing buffered: whether a group has caught up needs them.
+        if !ask.is_empty() {
+            return Next::AskWatermarks(ask);
+        }
         if global.head.is_none() && groups.iter().all(|g| g.head.is_none()) {
             self.blocked_since.clear();
             return Next::Empty;
-        }
-        if !ask.is_empty() {
-            return Next::AskWatermarks(ask);
         }
         // The global head goes first when its turn has come: older than every group's head, no
         // partition anywhere able to deliver an older message.

@@ -154,7 +154,8 @@ pub struct Pipeline {
     /// The partitions this instance owns now, whose students passing days and calendar changes
     /// re-evaluate (`None`: every partition in the store).
     owned: Mutex<Option<BTreeSet<i32>>>,
-    /// The partition groups caught up after the last batch (`None`: every group).
+    /// The partition groups caught up after the last batch (`None`: none known, or every group
+    /// after a batch that named none).
     followed: Mutex<Option<BTreeSet<i32>>>,
 }
 
@@ -252,7 +253,9 @@ impl Pipeline {
     ) -> Result<BatchOutcome, StoreError> {
         let mut days = self.days.lock().unwrap_or_else(PoisonError::into_inner);
         let mut followed = self.followed.lock().unwrap_or_else(PoisonError::into_inner);
-        let groups = days::Following { before: followed.as_ref(), after: caught_up };
+        // Told which groups are caught up: before the first such batch, none was known to be.
+        let before = caught_up.map(|_| followed.clone().unwrap_or_default());
+        let groups = days::Following { before: before.as_ref(), after: caught_up };
         let result = self.process_with(batch, now, &mut days, groups);
         match result {
             Ok(_) => *followed = caught_up.cloned(),
