@@ -630,6 +630,7 @@ impl Rebalance for Worker {
 
     fn revoking(&self) -> Result<Vec<(String, i32, i64)>, String> {
         let flushed = self.drain().map_err(|e| format!("{e:#}"));
+        self.handed.lock().unwrap_or_else(PoisonError::into_inner).0.clear();
         self.drop_group_buffers();
         self.merge().hold(true);
         self.pipeline.set_owned(Some(Default::default()));
@@ -649,6 +650,7 @@ impl Rebalance for Worker {
         let read = std::mem::take(&mut *self.inflight()).messages;
         let calendar: Vec<OwnedMessage> =
             read.into_iter().filter(|m| m.topic() == self.calendar_topic).collect();
+        self.handed.lock().unwrap_or_else(PoisonError::into_inner).0.clear();
         self.drop_group_buffers();
         let mut merge = self.merge();
         merge.put_back(calendar);

@@ -398,13 +398,27 @@ fn a_group_that_is_behind_counts_its_own_days_not_another_groups() {
     assert_eq!(got, expected);
 }
 
-/// Issue 15: groups that are caught up share the instance's day at the record that closes it.
-/// A student of group 1 opens day 15; that closes day 14 in group 0 too, where a student absent
-/// on days 11–13 had no record on day 14 (present): the streak clears there and then, and the
-/// absence for day 14 entered late, after it, raises it again — `replay`'s flags, not those of
-/// a group that passes the day only at the end of the batch.
+/// Issue 15: groups that are caught up share the instance's day at the record that closes it,
+/// in time order. A student of group 1 opens day 15 (at 08:00); that closes day 14 in group 0
+/// too, where a student absent on days 11–13 has no record on day 14 yet. Served in turn, the
+/// batch holds the opening record before group 0's last one, an absence for day 14:
+/// - entered late (the next day at 09:00, after the opening record): day 14 passes as present
+///   first, the streak clears, and the absence raises it again;
+/// - entered on day 14 (at 15:00, before the opening record): it counts before day 14 passes,
+///   and the streak never clears.
+///
+/// Either way `replay`'s flags over the records in time order.
 #[test]
-fn caught_up_groups_pass_a_day_where_another_groups_record_closes_it() {
+fn caught_up_groups_pass_a_day_where_another_groups_record_closes_it_in_time_order() {
+    let late = two_groups_around_a_closing_record(true);
+    assert_eq!(late, ["flag.raised", "flag.cleared", "flag.raised"]);
+    let on_the_day = two_groups_around_a_closing_record(false);
+    assert_eq!(on_the_day, ["flag.raised"]);
+}
+
+/// The scenario above with the absence for day 14 entered `late` (else on the day): checks the
+/// pipeline's flags against `replay`'s in time order; returns the streak flag's changes.
+fn two_groups_around_a_closing_record(late: bool) -> Vec<String> {
     let days = common::school_days("2026-09-01", 20);
     let ev = |kind: &str, id: &str, student: &str, date: &str, at: &str, extra: Value| {
         let mut v = serde_json::json!({"type": kind, "event_id": id, "student_id": student,
@@ -436,15 +450,15 @@ fn caught_up_groups_pass_a_day_where_another_groups_record_closes_it() {
     let opens =
         ev("attendance", "other", "stu-other", &days[14], &on(&days[14], "08:00:00"), tardy);
     messages.push((1, &topics.attendance, opens));
-    let late = ev("attendance", "late", "stu-1", &days[13], &on(&days[14], "09:00:00"), absent);
-    messages.push((0, &topics.attendance, late));
+    let absence_at = if late { on(&days[14], "09:00:00") } else { on(&days[13], "15:00:00") };
+    let absence = ev("attendance", "day-14", "stu-1", &days[13], &absence_at, absent);
+    messages.push((0, &topics.attendance, absence));
 
-    let expected = common::replayed(messages.iter().map(|(_, _, json)| json.as_str()));
-    let streak: Vec<&Value> = (expected.iter())
-        .filter(|f| f["student_id"] == "stu-1" && f["flag"] == "consecutive_absences")
-        .collect();
-    let kinds: Vec<&str> = streak.iter().map(|f| f["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["flag.raised", "flag.cleared", "flag.raised"], "{streak:?}");
+    // The records in time order (by recorded_at; the batch's order otherwise).
+    let mut in_time: Vec<&(i32, &str, String)> = messages.iter().collect();
+    let at = |json: &str| serde_json::from_str::<Value>(json).unwrap()["recorded_at"].clone();
+    in_time.sort_by_key(|(_, _, json)| at(json).as_str().unwrap().to_owned());
+    let expected = common::replayed(in_time.iter().map(|(_, _, json)| json.as_str()));
 
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(&dir);
@@ -463,7 +477,11 @@ fn caught_up_groups_pass_a_day_where_another_groups_record_closes_it() {
     p.process_groups(&batch[days.len() + 1..], jiff::Timestamp::now(), Some(&both)).unwrap();
     let got: Vec<Value> =
         outbox(p.store()).iter().map(json_of).map(common::without_emitted_at).collect();
-    assert_eq!(per_student(&got), per_student(&expected));
+    assert_eq!(per_student(&got), per_student(&expected), "absence at {absence_at}");
+    (got.iter())
+        .filter(|f| f["student_id"] == "stu-1" && f["flag"] == "consecutive_absences")
+        .map(|f| f["type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]

@@ -39,11 +39,12 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         // default, 1 s, left the time order waiting 130–470 ms for a partition drained by a
         // large batch while the loop waited for the batch before it).
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
-        // Prefetch and fetch size per partition (librdkafka's defaults: 100,000 messages,
-        // 64 MiB, 1 MiB a fetch). Every partition's messages reach the loop through one queue,
-        // in fetch order: a live record waited there behind the prefetched messages of
-        // partitions catching up a backlog (BENCHMARKS.md, issue 15 step 9). The time order
-        // pauses a partition at 10,000 buffered anyway.
+        // The local queue's thresholds (librdkafka's defaults: 100,000 messages, 65,536
+        // kbytes) and the bytes a fetch takes of a partition (1 MiB). A group consumer's
+        // partitions forward to its one queue, so the thresholds bound that queue, and its
+        // messages reach the loop in fetch order: a live record waited there behind a
+        // backlog's (BENCHMARKS.md, issue 15 step 9). The time order pauses a partition at
+        // 10,000 buffered anyway.
         .set("queued.min.messages", QUEUED_MIN_MESSAGES)
         .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES)
         .set("max.partition.fetch.bytes", MAX_PARTITION_FETCH_BYTES);

@@ -74,13 +74,14 @@ pub enum Next {
     Ready { message: Box<OwnedMessage>, live: bool },
     /// Ask these partitions' watermarks ([`Merge::set_watermarks`]), then ask again.
     AskWatermarks(Vec<(String, i32)>),
-    /// A partition may still deliver an older message: read on.
+    /// A partition may still deliver an older message (or a global message waits for its
+    /// turn): read on.
     Wait,
     /// Nothing is buffered.
     Empty,
 }
 
-/// The merge of every assigned partition's messages in time order.
+/// The merge of every assigned partition's messages, each partition group's in time order.
 #[derive(Debug)]
 pub struct Merge {
     /// Topic names in the contract table's order.
@@ -299,26 +300,40 @@ impl Merge {
             self.blocked_since.clear();
             return Next::Empty;
         }
+        // What each head waits for: the global head, for a partition behind anywhere (once it
+        // is older than every group's head); a group's, for a partition of its own or of the
+        // global topics behind, or for an older global message.
+        let global_key = global.head.map(|(k, _)| k);
+        let global_older = global_key
+            .is_some_and(|key| groups.iter().all(|g| g.head.is_none_or(|(k, _)| key < k)));
+        let global_waits = global_older && (global.behind || groups.iter().any(|g| g.behind));
+        let waits = |g: &Group| {
+            g.head.is_some_and(|(key, _)| {
+                g.behind || global.behind || global_key.is_some_and(|k| k < key)
+            })
+        };
+        // Only the heads waiting now keep the time they began to wait.
+        self.blocked_since.retain(|id, _| match *id {
+            GLOBAL => global_waits,
+            id => groups.iter().any(|g| g.id == id && waits(g)),
+        });
         // The global head goes first when its turn has come: older than every group's head, no
         // partition anywhere able to deliver an older message.
-        if let Some((key, i)) = global.head {
-            let older = groups.iter().all(|g| g.head.is_none_or(|(k, _)| key < k));
-            let behind = global.behind || groups.iter().any(|g| g.behind);
-            if older && self.may_go(GLOBAL, behind, now) {
-                return self.pop(i);
-            }
+        if let Some((_, i)) = global.head
+            && global_older
+            && self.may_go(GLOBAL, global_waits, now)
+        {
+            return self.pop(i);
         }
         // Then the groups in turn, from the one after the group served last.
         let start = groups.partition_point(|g| g.id <= self.turn);
         for at in (start..groups.len()).chain(0..start) {
             let g = &groups[at];
-            let Some((key, i)) = g.head else { continue };
-            if global.head.is_some_and(|(k, _)| k < key) {
-                // The global topics' older message goes first (waiting for its own turn).
-                continue;
-            }
-            let behind = g.behind || global.behind;
-            if self.may_go(g.id, behind, now) {
+            let Some((_, i)) = g.head else { continue };
+            // An older global message goes first: waited for like a partition behind (it waits
+            // for the groups older than it, one of which may be catching up a backlog), so for
+            // at most `max_idle`.
+            if self.may_go(g.id, waits(g), now) {
                 self.turn = g.id;
                 return self.pop(i);
             }
@@ -572,6 +587,26 @@ mod tests {
         assert!(matches!(m.next(now), Next::Wait));
         let later = now + Duration::from_secs(6);
         assert_eq!(drain_grouped(&mut m, later), vec![at("g", 0, 1), at("a", 1, 1)]);
+        assert_eq!(m.forced, 1);
+    }
+
+    #[test]
+    fn a_group_waits_for_an_older_global_message_at_most_max_idle() {
+        let mut m = grouped();
+        for (t, p, high) in [("a", 0, 1000), ("b", 0, 0), ("a", 1, 1), ("b", 1, 0), ("g", 0, 1)] {
+            m.set_watermarks(t, p, 0, high);
+        }
+        m.push(msg("g", 0, 0, 500));
+        m.push(msg("a", 1, 0, 1_000));
+        m.push(msg("a", 0, 0, 10));
+        let now = Instant::now();
+        // Group 0 catches up a backlog older than the global message: it goes; group 1 waits.
+        assert_eq!(drain_grouped(&mut m, now), vec![at("a", 0, 0)]);
+        // The backlog goes on delivering older messages: the global one keeps waiting for it,
+        // group 1 no longer than max_idle.
+        m.push(msg("a", 0, 1, 20));
+        let later = now + Duration::from_secs(6);
+        assert_eq!(drain_grouped(&mut m, later), vec![at("a", 1, 0), at("a", 0, 1)]);
         assert_eq!(m.forced, 1);
     }
 

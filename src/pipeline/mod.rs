@@ -1,6 +1,7 @@
 //! One batch of input messages → one store commit: the service's unit of work.
 //!
-//! The Kafka loop (`service`) hands each batch it polled to [`Pipeline::process`], which reads
+//! The Kafka loop (`service`) hands each batch it polled to [`Pipeline::process_groups`] (with
+//! the partition groups caught up then; [`Pipeline::process`]: every group), which reads
 //! like the dataflow: [`fold`] (decode, check, apply each event to its student's state, the
 //! states kept between batches by [`cache`]), [`outputs`] (flag events, dead letters, raised
 //! counts), the notification plan (`notify::plan`, pure, over what the batch's events need from
@@ -16,7 +17,7 @@ pub mod outputs;
 pub mod report;
 mod size;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use time::Date;
@@ -149,7 +150,8 @@ pub struct Pipeline {
     /// (the batch's students are folded by `workers` shards side by side).
     cache: Mutex<Vec<cache::StateCache>>,
     cache_bytes: usize,
-    /// The calendars and the day clock, equal to the store's (`None`: read at the next batch).
+    /// The calendars and the groups' day clocks, equal to the store's (`None`: read at the next
+    /// batch).
     days: Mutex<Option<days::DayState>>,
     /// The partitions this instance owns now, whose students passing days and calendar changes
     /// re-evaluate (`None`: every partition in the store).
@@ -178,6 +180,9 @@ impl Pipeline {
     /// The partitions this instance owns from now on (the consumer group's assignment).
     pub fn set_owned(&self, partitions: Option<BTreeSet<i32>>) {
         *self.owned.lock().unwrap_or_else(PoisonError::into_inner) = partitions;
+        // A partition that comes back may have been moved on by another instance meanwhile: no
+        // group counts as caught up until a batch says so.
+        *self.followed.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Keeps decoded states in up to about `mib` MiB of memory (0: none).
@@ -241,8 +246,9 @@ impl Pipeline {
     /// [`Pipeline::process`], told which partition groups were caught up once `batch` left the
     /// time order (`None`: every group): no message of theirs older than the batch's can still
     /// come. A group caught up before and after the batch follows the instance's day — a
-    /// record that closes days in one such group closes them in all — and a group caught up
-    /// after it takes the latest day at its end. A group that is behind (catching up a
+    /// record that closes days in one such group closes them in all, in each once its own
+    /// records reach that record's time (the batch serves the groups in turn), or at the end —
+    /// and a group caught up after it takes the latest day at its end. A group that is behind (catching up a
     /// backlog) counts only the days its own records (and the calendar's) close, so the days
     /// that live groups pass never reach its students before their records do.
     pub fn process_groups(
@@ -315,12 +321,42 @@ impl Pipeline {
         // closes days or a calendar record is taken alone, in its place.
         let mut segment =
             Segment { batch, decoded: &decoded, source: &source, pending: Vec::new() };
+        // Days another group closed, waiting to pass in a group that follows the instance's
+        // day until its own records reach the time of the record that closed them (a batch
+        // serves the groups in turn, not in time order across them): group → (time, through
+        // which day, the record).
+        let mut lifts: BTreeMap<i32, Vec<(i64, Date, days::Closer)>> = BTreeMap::new();
         for (i, m) in batch.iter().enumerate() {
             let Ok(event) = &decoded[i] else {
                 segment.pending.push(i);
                 continue;
             };
             let calendar = matches!(event.body, EventBody::CalendarDay { .. });
+            let due = |lifts: &BTreeMap<i32, Vec<(i64, Date, days::Closer)>>| {
+                let reached = |l: &Vec<(i64, Date, days::Closer)>| {
+                    calendar || l.iter().any(|(at, ..)| *at <= source[i])
+                };
+                match calendar {
+                    true => !lifts.is_empty(),
+                    false => lifts.get(&m.partition).is_some_and(reached),
+                }
+            };
+            if due(&lifts) {
+                self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
+                let now_due: Vec<i32> = match calendar {
+                    true => lifts.keys().copied().collect(),
+                    false => vec![m.partition],
+                };
+                for p in now_due {
+                    let waiting = lifts.remove(&p).unwrap_or_default();
+                    let (reached, later): (Vec<_>, Vec<_>) =
+                        (waiting.into_iter()).partition(|(at, ..)| calendar || *at <= source[i]);
+                    if !later.is_empty() {
+                        lifts.insert(p, later);
+                    }
+                    self.lift(&mut fold, day_state, p, reached, &mut out)?;
+                }
+            }
             // A calendar record takes its place in every group's order: it moves the clocks of
             // the owned partitions (of every group the store has, when none are named).
             let groups = if calendar { all_groups(&day_state.clocks) } else { vec![m.partition] };
@@ -347,13 +383,11 @@ impl Pipeline {
             }
             if !calendar && following.throughout(m.partition) {
                 day_state.last_closer = Some(by);
-                let through = day_state.clocks.of(m.partition).closed_through();
-                let others = all_groups(&day_state.clocks);
-                let others = others.into_iter().filter(|p| *p != m.partition);
-                for p in others.filter(|p| following.throughout(*p)) {
-                    let Some(through) = through else { break };
-                    if let Some(days) = day_state.clocks.of_mut(p).close_through(through) {
-                        self.pass_days(&mut fold, day_state, (p, days), by, &mut out)?;
+                if let Some(through) = day_state.clocks.of(m.partition).closed_through() {
+                    let others = all_groups(&day_state.clocks);
+                    let others = others.into_iter().filter(|p| *p != m.partition);
+                    for p in others.filter(|p| following.throughout(*p)) {
+                        lifts.entry(p).or_default().push((source_ms, through, by));
                     }
                 }
             }
@@ -392,6 +426,9 @@ impl Pipeline {
             self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
         }
         self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
+        for (p, waiting) in lifts {
+            self.lift(&mut fold, day_state, p, waiting, &mut out)?;
+        }
         // A group caught up by now takes the latest day of the groups (one that caught up a
         // backlog in this batch: the days the others passed meanwhile).
         let all_groups = all_groups(&day_state.clocks);
@@ -501,6 +538,23 @@ impl Pipeline {
             }
         }
         segment.pending.clear();
+        Ok(())
+    }
+
+    /// Days other groups closed pass in `partition`'s group, in the order they were closed.
+    fn lift(
+        &self,
+        fold: &mut fold::Shards<'_>,
+        day_state: &mut days::DayState,
+        partition: i32,
+        closed: Vec<(i64, Date, days::Closer)>,
+        out: &mut Out<'_>,
+    ) -> Result<(), StoreError> {
+        for (_, through, by) in closed {
+            if let Some(days) = day_state.clocks.of_mut(partition).close_through(through) {
+                self.pass_days(fold, day_state, (partition, days), by, out)?;
+            }
+        }
         Ok(())
     }
 
