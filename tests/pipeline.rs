@@ -222,6 +222,18 @@ fn through_pipeline(
     outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect()
 }
 
+/// 400 students of a mixed district (positive-attendance schools, and absence-only schools with
+/// calendars, enrollments, transfers, a snow day) over 45 school days.
+fn mixed_district() -> ontrack::synth::District {
+    ontrack::synth::District::new(ontrack::synth::DistrictSpec {
+        students: 400,
+        schools: 4,
+        days: 45,
+        feed: ontrack::synth::Feed::Mixed,
+        ..Default::default()
+    })
+}
+
 /// The partition of a student's (or a calendar's school's) messages in these tests.
 fn partition_of(key: &str) -> i32 {
     (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % 4) as i32
@@ -242,14 +254,7 @@ fn per_student(flags: &[Value]) -> std::collections::BTreeMap<String, Vec<Value>
 /// students from the store: per student, the flags `replay` gives.
 #[test]
 fn days_passing_and_calendar_changes_give_replays_flags() {
-    let spec = ontrack::synth::DistrictSpec {
-        students: 400,
-        schools: 4,
-        days: 45,
-        feed: ontrack::synth::Feed::Mixed,
-        ..Default::default()
-    };
-    let mut district = ontrack::synth::District::new(spec);
+    let mut district = mixed_district();
     let dates = district.dates().to_vec();
     let mut messages: Vec<ontrack::synth::SynthEvent> = Vec::new();
     for d in 0..45 {
@@ -293,14 +298,7 @@ fn days_passing_and_calendar_changes_give_replays_flags() {
 #[test]
 fn a_group_that_is_behind_counts_its_own_days_not_another_groups() {
     use ontrack::synth::SynthEvent;
-    let spec = ontrack::synth::DistrictSpec {
-        students: 400,
-        schools: 4,
-        days: 45,
-        feed: ontrack::synth::Feed::Mixed,
-        ..Default::default()
-    };
-    let mut district = ontrack::synth::District::new(spec);
+    let mut district = mixed_district();
     let last = *district.dates().last().unwrap();
     let mut messages: Vec<SynthEvent> = (0..45).flat_map(|d| district.day(d)).collect();
     // At the end, a student of group 1 attends a week after the last day: its record closes

@@ -312,10 +312,13 @@ impl Merge {
                 g.behind || global.behind || global_key.is_some_and(|k| k < key)
             })
         };
-        // Only the heads waiting now keep the time they began to wait.
+        // A wait is kept while its cause lasts (a group waited out goes on until it ends, even
+        // between two of its messages), and dropped with it: the global head's while it waits.
         self.blocked_since.retain(|id, _| match *id {
             GLOBAL => global_waits,
-            id => groups.iter().any(|g| g.id == id && waits(g)),
+            id => groups
+                .iter()
+                .any(|g| g.id == id && (g.behind || global.behind || global_key.is_some())),
         });
         // The global head goes first when its turn has come: older than every group's head, no
         // partition anywhere able to deliver an older message.
@@ -608,6 +611,12 @@ mod tests {
         let later = now + Duration::from_secs(6);
         assert_eq!(drain_grouped(&mut m, later), vec![at("a", 1, 0), at("a", 0, 1)]);
         assert_eq!(m.forced, 1);
+        // Waited out: while the global message still waits, group 1's next message goes at
+        // once, though the group had nothing buffered in between.
+        m.push(msg("a", 1, 1, 1_100));
+        let soon = later + Duration::from_millis(100);
+        assert_eq!(drain_grouped(&mut m, soon), vec![at("a", 1, 1)]);
+        assert_eq!(m.forced, 2);
     }
 
     #[test]
