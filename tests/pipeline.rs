@@ -198,21 +198,7 @@ fn through_pipeline(
     let mut at = 0;
     while at < messages.len() {
         let n = rng.random_range(1..400).min(messages.len() - at);
-        let batch: Vec<InputMessage<'_>> = messages[at..at + n]
-            .iter()
-            .map(|m| {
-                let partition = partition_of(&m.student_id) as usize;
-                offsets[partition] += 1;
-                InputMessage {
-                    topic: topics.input_of(m.kind),
-                    partition: partition as i32,
-                    offset: offsets[partition] - 1,
-                    key: Some(m.student_id.as_bytes()),
-                    payload: Some(m.json.as_bytes()),
-                    timestamp_ms: None,
-                }
-            })
-            .collect();
+        let batch = inputs(&topics, messages[at..at + n].iter(), &mut offsets);
         p.process(&batch, jiff::Timestamp::now()).unwrap();
         if rng.random_ratio(1, 10) {
             p.forget_cached();
@@ -232,6 +218,30 @@ fn mixed_district() -> ontrack::synth::District {
         feed: ontrack::synth::Feed::Mixed,
         ..Default::default()
     })
+}
+
+/// `messages` as read from their topics, each student's through its partition (4), at the
+/// partitions' next `offsets`.
+fn inputs<'m>(
+    topics: &'m Topics,
+    messages: impl Iterator<Item = &'m ontrack::synth::SynthEvent>,
+    offsets: &mut [i64; 4],
+) -> Vec<InputMessage<'m>> {
+    messages
+        .map(|m| {
+            let partition = partition_of(&m.student_id);
+            let offset = &mut offsets[partition as usize];
+            *offset += 1;
+            InputMessage {
+                topic: topics.input_of(m.kind),
+                partition,
+                offset: *offset - 1,
+                key: Some(m.student_id.as_bytes()),
+                payload: Some(m.json.as_bytes()),
+                timestamp_ms: None,
+            }
+        })
+        .collect()
 }
 
 /// The partition of a student's (or a calendar's school's) messages in these tests.
@@ -322,20 +332,7 @@ fn a_group_that_is_behind_counts_its_own_days_not_another_groups() {
     let topics = Topics::default();
     let mut offsets = [0i64; 4];
     let mut process = |part: &[&SynthEvent], caught_up: &[i32]| {
-        let batch: Vec<InputMessage<'_>> = (part.iter())
-            .map(|m| {
-                let partition = partition_of(&m.student_id);
-                offsets[partition as usize] += 1;
-                InputMessage {
-                    topic: topics.input_of(m.kind),
-                    partition,
-                    offset: offsets[partition as usize] - 1,
-                    key: Some(m.student_id.as_bytes()),
-                    payload: Some(m.json.as_bytes()),
-                    timestamp_ms: None,
-                }
-            })
-            .collect();
+        let batch = inputs(&topics, part.iter().copied(), &mut offsets);
         let caught_up = caught_up.iter().copied().collect();
         p.process_groups(&batch, jiff::Timestamp::now(), Some(&caught_up)).unwrap();
     };

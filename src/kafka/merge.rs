@@ -497,16 +497,16 @@ mod tests {
         assert!(matches!(m.next(later), Next::Wait), "b is behind: c waits");
     }
 
-    /// Topics a, b (partitions 0 and 1: two groups) and the global topic g (partition 0).
-    fn grouped() -> Merge {
+    /// Topics a, b (partitions 0 and 1: two groups) and the global topic g (partition 0), with
+    /// the high watermarks of a-0, b-0, a-1, b-1 and g-0.
+    fn grouped(highs: [i64; 5]) -> Merge {
         let order = ["a", "b", "g"].map(String::from).to_vec();
         let mut m = Merge::new(order, Duration::from_secs(5)).global("g");
-        for t in ["a", "b"] {
-            for p in [0, 1] {
-                m.assign(t, p, Some(0));
-            }
+        let partitions = [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("g", 0)];
+        for ((t, p), high) in partitions.into_iter().zip(highs) {
+            m.assign(t, p, Some(0));
+            m.set_watermarks(t, p, 0, high);
         }
-        m.assign("g", 0, Some(0));
         m
     }
 
@@ -524,10 +524,7 @@ mod tests {
 
     #[test]
     fn a_group_behind_does_not_hold_back_another_and_groups_take_turns() {
-        let mut m = grouped();
-        for (t, p, high) in [("a", 0, 2), ("b", 0, 5), ("a", 1, 2), ("b", 1, 1), ("g", 0, 0)] {
-            m.set_watermarks(t, p, 0, high);
-        }
+        let mut m = grouped([2, 5, 2, 1, 0]);
         // Group 0 catches up a backlog (b still has 5 to read); group 1 is live.
         m.push(msg("a", 0, 0, 10));
         m.push(msg("a", 0, 1, 20));
@@ -569,10 +566,7 @@ mod tests {
 
     #[test]
     fn a_global_message_takes_its_place_in_every_groups_order() {
-        let mut m = grouped();
-        for (t, p, high) in [("a", 0, 2), ("b", 0, 0), ("a", 1, 2), ("b", 1, 0), ("g", 0, 1)] {
-            m.set_watermarks(t, p, 0, high);
-        }
+        let mut m = grouped([2, 0, 2, 0, 1]);
         m.push(msg("g", 0, 0, 50));
         m.push(msg("a", 0, 0, 10));
         m.push(msg("a", 0, 1, 60));
@@ -595,10 +589,7 @@ mod tests {
 
     #[test]
     fn a_group_waits_for_an_older_global_message_at_most_max_idle() {
-        let mut m = grouped();
-        for (t, p, high) in [("a", 0, 1000), ("b", 0, 0), ("a", 1, 1), ("b", 1, 0), ("g", 0, 1)] {
-            m.set_watermarks(t, p, 0, high);
-        }
+        let mut m = grouped([1000, 0, 1, 0, 1]);
         m.push(msg("g", 0, 0, 500));
         m.push(msg("a", 1, 0, 1_000));
         m.push(msg("a", 0, 0, 10));

@@ -332,30 +332,26 @@ impl Pipeline {
                 continue;
             };
             let calendar = matches!(event.body, EventBody::CalendarDay { .. });
-            let due = |lifts: &BTreeMap<i32, Vec<(i64, Date, days::Closer)>>| {
-                let reached = |l: &Vec<(i64, Date, days::Closer)>| {
-                    calendar || l.iter().any(|(at, ..)| *at <= source[i])
-                };
-                match calendar {
-                    true => !lifts.is_empty(),
-                    false => lifts.get(&m.partition).is_some_and(reached),
-                }
+            // Before a calendar record, every group's; else this group's once its records reach
+            // the time of the closing record.
+            let reached = |(at, ..): &(i64, Date, days::Closer)| calendar || *at <= source[i];
+            let lift_now: Vec<i32> = match calendar {
+                true => lifts.keys().copied().collect(),
+                false => (lifts.get(&m.partition).is_some_and(|l| l.iter().any(reached)))
+                    .then_some(m.partition)
+                    .into_iter()
+                    .collect(),
             };
-            if due(&lifts) {
+            if !lift_now.is_empty() {
                 self.flush(&mut fold, &mut segment, day_state, &mut out, &mut enrolled)?;
-                let now_due: Vec<i32> = match calendar {
-                    true => lifts.keys().copied().collect(),
-                    false => vec![m.partition],
-                };
-                for p in now_due {
-                    let waiting = lifts.remove(&p).unwrap_or_default();
-                    let (reached, later): (Vec<_>, Vec<_>) =
-                        (waiting.into_iter()).partition(|(at, ..)| calendar || *at <= source[i]);
-                    if !later.is_empty() {
-                        lifts.insert(p, later);
-                    }
-                    self.lift(&mut fold, day_state, p, reached, &mut out)?;
+            }
+            for p in lift_now {
+                let (now, later): (Vec<_>, Vec<_>) =
+                    lifts.remove(&p).unwrap_or_default().into_iter().partition(reached);
+                if !later.is_empty() {
+                    lifts.insert(p, later);
                 }
+                self.lift(&mut fold, day_state, p, now, &mut out)?;
             }
             // A calendar record takes its place in every group's order: it moves the clocks of
             // the owned partitions (of every group the store has, when none are named).
