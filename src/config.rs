@@ -64,6 +64,9 @@ pub struct BatchConfig {
     /// Memory (MiB) for decoded student states kept between batches (0: none); each cached
     /// student saves a store read and decode per batch that touches it.
     pub state_cache_mib: usize,
+    /// Memory (MiB) for the states that do not fit `state_cache_mib`, kept packed as the store
+    /// has them (0: none); a packed state is decoded again, but costs no store read.
+    pub packed_cache_mib: usize,
     /// Workers folding a batch side by side, each with its own students (by a hash of the id)
     /// and its share of the state cache; 0: one per core.
     pub workers: usize,
@@ -92,6 +95,7 @@ impl Default for BatchConfig {
             max_events: 50_000,
             max_wait_ms: 20,
             state_cache_mib: crate::pipeline::DEFAULT_CACHE_MIB,
+            packed_cache_mib: crate::pipeline::DEFAULT_PACKED_MIB,
             workers: 0,
         }
     }

@@ -109,6 +109,7 @@ fn serve(
     let mut pipeline = Pipeline::new(store, rules, config.topics.clone())
         .with_telemetry(telemetry.clone())
         .with_cache_mib(config.batch.state_cache_mib)
+        .with_packed_cache_mib(config.batch.packed_cache_mib)
         .with_workers(config.batch.workers);
     match &notifications {
         Some(n) => pipeline = pipeline.with_notifications(n.planner.clone()),

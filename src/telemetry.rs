@@ -269,7 +269,7 @@ impl Telemetry {
             state_reads: counter_vec(
                 &r,
                 "ontrack_state_reads_total",
-                "Student states a batch started from, by source: cache (batch.state_cache_mib) or store (read and decoded); students new to the store count as store.",
+                "Student states a batch started from, by source: cache (kept decoded, batch.state_cache_mib), packed (kept as stored, batch.packed_cache_mib: decoded again) or store (read and decoded); students new to the store count as store.",
                 &["source"],
             ),
             notifications: counter_vec(
@@ -322,7 +322,7 @@ impl Telemetry {
             // The schools are not known before their first flag.
             self.flags_raised.with_label_values(&[flag.as_str(), ""]);
         }
-        for source in ["cache", "store"] {
+        for source in ["cache", "packed", "store"] {
             self.state_reads.with_label_values(&[source]);
         }
         for channel in CHANNELS {
@@ -436,16 +436,17 @@ impl Telemetry {
         self.flags_raised.with_label_values(&[flag, school]).set(count);
     }
 
-    /// A batch started from `cached` states kept in memory and `read` states read from the store.
-    pub fn state_reads(&self, cached: u64, read: u64) {
-        self.state_reads.with_label_values(&["cache"]).inc_by(cached);
-        self.state_reads.with_label_values(&["store"]).inc_by(read);
+    /// The states a batch started from, by source.
+    pub fn state_reads(&self, reads: StateReads) {
+        self.state_reads.with_label_values(&["cache"]).inc_by(reads.cache);
+        self.state_reads.with_label_values(&["packed"]).inc_by(reads.packed);
+        self.state_reads.with_label_values(&["store"]).inc_by(reads.store);
     }
 
-    /// States read so far: (from the cache, from the store).
-    pub fn state_reads_count(&self) -> (u64, u64) {
+    /// States read so far, by source.
+    pub fn state_reads_count(&self) -> StateReads {
         let get = |source| self.state_reads.with_label_values(&[source]).get();
-        (get("cache"), get("store"))
+        StateReads { cache: get("cache"), packed: get("packed"), store: get("store") }
     }
 
     /// A flag event was acknowledged by the broker `age` after its causing event.
@@ -600,6 +601,21 @@ impl Telemetry {
     }
 }
 
+/// Student states a batch started from, by source: kept decoded, kept packed (decoded again),
+/// read from the store (or new).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateReads {
+    pub cache: u64,
+    pub packed: u64,
+    pub store: u64,
+}
+
+impl StateReads {
+    pub fn total(&self) -> u64 {
+        self.cache + self.packed + self.store
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,6 +661,7 @@ mod tests {
             "ontrack_outbox_depth{queue=\"digest\"} 0",
             "ontrack_outbox_oldest_age_seconds{queue=\"notifications\"} 0",
             "ontrack_state_reads_total{source=\"store\"} 0",
+            "ontrack_state_reads_total{source=\"packed\"} 0",
             "ontrack_consumer_lag_messages{partition=\"\",topic=\"sis.attendance\"} 0",
         ] {
             assert!(text.contains(series), "missing {series} in:\n{text}");

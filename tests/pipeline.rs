@@ -170,28 +170,28 @@ fn batches_of_any_size_give_the_flags_replay_gives() {
     assert!(expected.len() > 50);
 
     // The pipeline in batches of random sizes, students spread over 4 partitions; with no state
-    // cache, a cache far smaller than the district (emptied when full), and one that holds it all
-    // (dropped now and then, as on a rebalance).
+    // cache, a cache far smaller than the district, one that holds it all (dropped now and then,
+    // as on a rebalance), all of it packed, and part decoded, part packed.
     // One worker, and three folding each batch's students side by side: the same flags in the
     // same order.
-    for cache in [0, 40_000, 64 << 20] {
+    for cache in [(0, 0), (40_000, 0), (64 << 20, 0), (0, 64 << 20), (40_000, 100_000)] {
         for workers in [1, 3] {
             let got = through_pipeline(&messages, cache, workers);
-            assert_eq!(got, expected, "cache of {cache} bytes, {workers} workers");
+            assert_eq!(got, expected, "cache of {cache:?} bytes, {workers} workers");
         }
     }
 }
 
 /// What the pipeline publishes for `messages`, in batches of random sizes, students spread over
-/// 4 partitions, with a state cache of `cache` bytes (dropped now and then, as on a rebalance),
-/// folded by `workers`.
+/// 4 partitions, with a state cache of `cache` bytes (decoded, packed; dropped now and then, as
+/// on a rebalance), folded by `workers`.
 fn through_pipeline(
     messages: &[ontrack::synth::SynthEvent],
-    cache: usize,
+    cache: (usize, usize),
     workers: usize,
 ) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(&dir).with_workers(workers).with_cache_bytes(cache);
+    let p = pipeline(&dir).with_workers(workers).with_cache_bytes(cache.0, cache.1);
     let topics = Topics::default();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut offsets = [0i64; 4];
@@ -289,10 +289,10 @@ fn days_passing_and_calendar_changes_give_replays_flags() {
     assert!(by_day.count() > 10, "days passing change flags");
     let called_off = |f: &&Value| f["caused_by"].as_str().unwrap().starts_with("called-off");
     assert!(expected.iter().any(|f| called_off(&f)), "the calendar change does");
-    for (cache, workers) in [(0, 1), (64 << 20, 3)] {
+    for (cache, workers) in [((0, 0), 1), ((64 << 20, 0), 3), ((0, 64 << 20), 3)] {
         let got = through_pipeline(&messages, cache, workers);
         let (got, want) = (per_student(&got), per_student(&expected));
-        assert_eq!(got, want, "cache of {cache} bytes, {workers} workers");
+        assert_eq!(got, want, "cache of {cache:?} bytes, {workers} workers");
     }
 }
 
@@ -513,7 +513,7 @@ fn a_district_larger_than_the_state_cache_still_finds_part_of_it_cached() {
     };
     // What the whole district takes in the cache after 20 days.
     let whole = tempfile::tempdir().unwrap();
-    let p = pipeline(&whole).with_cache_bytes(64 << 20);
+    let p = pipeline(&whole).with_cache_bytes(64 << 20, 0);
     let (_, read) = fold(&p, &days[..20]);
     let ids: std::collections::BTreeSet<&str> =
         days.iter().flatten().map(|m| m.student_id.as_str()).collect();
@@ -524,7 +524,7 @@ fn a_district_larger_than_the_state_cache_still_finds_part_of_it_cached() {
         .sum();
 
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(&dir).with_cache_bytes(bytes * 2 / 3);
+    let p = pipeline(&dir).with_cache_bytes(bytes * 2 / 3, 0);
     let (cached_before, read_before) = fold(&p, &days[..20]);
     let (cached, read) = fold(&p, &days[20..]);
     let (cached, read) = (cached - cached_before, read - read_before);

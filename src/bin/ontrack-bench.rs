@@ -104,6 +104,9 @@ enum Command {
         /// `batch.state_cache_mib` of the service.
         #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_CACHE_MIB)]
         state_cache_mib: usize,
+        /// `batch.packed_cache_mib` of the service.
+        #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_PACKED_MIB)]
+        packed_cache_mib: usize,
         /// `batch.workers` of the service (0: one per core).
         #[arg(long, default_value_t = 0)]
         workers: usize,
@@ -159,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             students,
             data_dir,
             state_cache_mib,
+            packed_cache_mib,
             workers,
             store_cache_mib,
             memtable_mib,
@@ -166,7 +170,8 @@ fn main() -> anyhow::Result<()> {
         } => {
             let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
             let store = ontrack::store::Store::open_with(&data_dir, &options)?;
-            fold(students, store, state_cache_mib, workers, batch_events.max(1))
+            let caches = (state_cache_mib, packed_cache_mib);
+            fold(students, store, caches, workers, batch_events.max(1))
         }
     }
 }
@@ -175,7 +180,7 @@ fn main() -> anyhow::Result<()> {
 fn fold(
     students: u64,
     store: ontrack::store::Store,
-    state_cache_mib: usize,
+    (state_cache_mib, packed_cache_mib): (usize, usize),
     workers: usize,
     batch_events: usize,
 ) -> anyhow::Result<()> {
@@ -185,6 +190,7 @@ fn fold(
     let topics = Topics::default();
     let pipeline = Pipeline::new(store, ontrack::core::Rules::default(), topics.clone())
         .with_cache_mib(state_cache_mib)
+        .with_packed_cache_mib(packed_cache_mib)
         .with_workers(workers);
     let mut offsets = std::collections::HashMap::<(&str, i32), i64>::new();
     let (started, mut events) = (Instant::now(), 0u64);
@@ -247,8 +253,8 @@ fn fold(
 
 /// The share of the states the batches started from that came from the state cache.
 fn cached_share(pipeline: &ontrack::pipeline::Pipeline) -> f64 {
-    let (cached, read) = pipeline.telemetry().state_reads_count();
-    cached as f64 / (cached + read).max(1) as f64
+    let reads = pipeline.telemetry().state_reads_count();
+    (reads.cache + reads.packed) as f64 / reads.total().max(1) as f64
 }
 
 /// A `/proc/self/status` figure in KiB (0 if unreadable).

@@ -1,10 +1,13 @@
-//! Decoded student states kept between batches: most events find their student here instead of
-//! reading and decoding the stored state.
+//! Student states kept between batches: most events find their student here instead of
+//! reading the stored state. Decoded while they fit `batch.state_cache_mib`; the others packed
+//! as the store has them (a third of the memory) while they fit `batch.packed_cache_mib`: a
+//! packed state costs a decode, not the LSM tree's point reads.
 
 use std::collections::HashMap;
 
 use crate::core::StudentState;
-use crate::store::Stored;
+use crate::store::states::{Packed, pack, unpack};
+use crate::store::{StoreError, Stored};
 
 /// Memory for decoded states the pipeline keeps by default, in MiB: 20,000 students' first 60
 /// school days, or a ninth of a 1,000,000-student district in its first month. Measured:
@@ -12,14 +15,42 @@ use crate::store::Stored;
 /// likely fragments the heap) for no gain in speed.
 pub const DEFAULT_CACHE_MIB: usize = 128;
 
+/// Memory for packed states by default, in MiB: a 100,000-student district's first 60 school
+/// days beside the decoded ones (a packed hot state is ≈ 1 KB there).
+pub const DEFAULT_PACKED_MIB: usize = 128;
+
 /// The cached states (equal to the store's: taken out while a batch folds them, put back after
-/// its commit) and roughly how much memory they hold.
+/// its commit; a student is in one form at most) and roughly how much memory they hold.
 #[derive(Debug, Default)]
 pub(super) struct StateCache {
     /// Boxed: the table's slots stay small (a table of a million inline states took hundreds
     /// of MB, twice that while it grew).
     states: HashMap<String, Box<Stored>>,
     bytes: usize,
+    packed: HashMap<String, Packed>,
+    packed_bytes: usize,
+}
+
+/// Where a state taken from the cache was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    Decoded,
+    Packed,
+}
+
+/// How much memory a cache may hold, in bytes: decoded states, packed ones.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    pub decoded: usize,
+    pub packed: usize,
+}
+
+impl CacheLimits {
+    /// Each of `n` shards' share.
+    pub(super) fn share(self, n: usize) -> CacheLimits {
+        let n = n.max(1);
+        CacheLimits { decoded: self.decoded / n, packed: self.packed / n }
+    }
 }
 
 /// A student touched by the batch being folded.
@@ -28,7 +59,7 @@ pub(super) struct Touched {
     /// The partition its events came through, when the student is new to the store.
     pub new_in: Option<i32>,
     /// Taken out of the cache (else read from the store, or new).
-    pub cached: bool,
+    pub cached: Option<Held>,
     pub stored: Stored,
     /// The partition the student's events come through.
     pub partition: i32,
@@ -42,30 +73,50 @@ pub fn cached_bytes(id: &str, state: &StudentState) -> usize {
     state.approx_bytes() + id.len() + 80
 }
 
+/// What a packed state costs, the same way.
+fn packed_bytes(id: &str, packed: &Packed) -> usize {
+    packed.bytes() + id.len() + 64
+}
+
 impl StateCache {
     /// Takes a student's state out (if cached): if the batch's commit fails, the next batch
     /// reads the store.
-    pub fn take(&mut self, student_id: &str) -> Option<Stored> {
-        let s = self.states.remove(student_id)?;
-        self.bytes = self.bytes.saturating_sub(cached_bytes(student_id, &s.state));
-        Some(*s)
+    pub fn take(&mut self, student_id: &str) -> Result<Option<(Stored, Held)>, StoreError> {
+        if let Some(s) = self.states.remove(student_id) {
+            self.bytes = self.bytes.saturating_sub(cached_bytes(student_id, &s.state));
+            return Ok(Some((*s, Held::Decoded)));
+        }
+        let Some(p) = self.packed.remove(student_id) else { return Ok(None) };
+        self.packed_bytes = self.packed_bytes.saturating_sub(packed_bytes(student_id, &p));
+        Ok(Some((unpack(student_id, &p)?, Held::Packed)))
     }
 
-    /// Puts a batch's states (written and committed) back while they fit under `limit` bytes: first those that
-    /// were cached, then the others. Nothing resting in the cache is evicted to make room, and
+    /// Puts a batch's states (written and committed) back while they fit under `limits`: first those that
+    /// were cached decoded, then the others; a state that does not fit decoded is packed if it fits
+    /// that way. Nothing resting in the cache is evicted to make room, and
     /// when it is full the states it holds stay: a school day touches every student once, in much
     /// the same order every day, and under that cycle any eviction by recency (or emptying the
     /// cache when full) reads every state back from the store once the district outgrows the
     /// cache, while keeping a fixed part of the students finds that part cached. (Evicting an
     /// arbitrary eighth when full found a few per cent fewer states cached and took 40 MiB more
-    /// at 100,000 students.) A cached state that has grown out of the room left is dropped.
-    pub fn put_back(&mut self, states: HashMap<String, Touched>, limit: usize) {
-        let (cached, others): (Vec<_>, Vec<_>) = states.into_iter().partition(|(_, t)| t.cached);
+    /// at 100,000 students.) A cached state that has grown out of the room left is packed, or
+    /// dropped.
+    pub fn put_back(&mut self, states: HashMap<String, Touched>, limits: CacheLimits) {
+        let (cached, others): (Vec<_>, Vec<_>) =
+            states.into_iter().partition(|(_, t)| t.cached == Some(Held::Decoded));
         for (id, t) in cached.into_iter().chain(others) {
             let bytes = cached_bytes(&id, &t.stored.state);
-            if self.bytes + bytes <= limit {
+            if self.bytes + bytes <= limits.decoded {
                 self.bytes += bytes;
                 self.states.insert(id, Box::new(t.stored));
+            } else if self.packed_bytes < limits.packed
+                && let Some(packed) = pack(&t.stored)
+            {
+                let bytes = packed_bytes(&id, &packed);
+                if self.packed_bytes + bytes <= limits.packed {
+                    self.packed_bytes += bytes;
+                    self.packed.insert(id, packed);
+                }
             }
         }
     }

@@ -11,12 +11,12 @@ use std::collections::HashMap;
 
 use super::InputMessage;
 use super::Topics;
-use super::cache::{StateCache, Touched};
+use super::cache::{CacheLimits, Held, StateCache, Touched};
 use super::days::{Clocks, WATCHED};
 use crate::core::{Calendars, Days, Event, FlagChange, Outcome, Rules, StudentState, decode};
 use crate::notify::plan::{Facts, Now, Planner};
 use crate::store::{Batch, Store, StoreError, states};
-use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC};
+use crate::telemetry::{REJECT_EMPTY, REJECT_WRONG_TOPIC, StateReads};
 
 /// The states a batch touched, and where they came from.
 pub(super) struct Fold<'p> {
@@ -25,8 +25,10 @@ pub(super) struct Fold<'p> {
     cache: &'p mut StateCache,
     /// A write batch cannot be read before its commit: states touched in this batch live here.
     pub states: HashMap<String, Touched>,
-    /// States taken from the cache (the others were read from the store, or are new).
+    /// States taken from the cache, decoded and packed (the others were read from the store, or
+    /// are new).
     pub from_cache: u64,
+    pub from_packed: u64,
 }
 
 impl<'p> Fold<'p> {
@@ -36,7 +38,14 @@ impl<'p> Fold<'p> {
         cache: &'p mut StateCache,
         students: usize,
     ) -> Fold<'p> {
-        Fold { store, rules, cache, states: HashMap::with_capacity(students), from_cache: 0 }
+        Fold {
+            store,
+            rules,
+            cache,
+            states: HashMap::with_capacity(students),
+            from_cache: 0,
+            from_packed: 0,
+        }
     }
 
     /// The state of `student_id` (which came through `partition`): this batch's, the cache's,
@@ -45,12 +54,15 @@ impl<'p> Fold<'p> {
         Ok(match self.states.entry(student_id.to_owned()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let (stored, cached) = match self.cache.take(e.key()) {
-                    Some(s) => {
-                        self.from_cache += 1;
-                        (Some(s), true)
+                let (stored, cached) = match self.cache.take(e.key())? {
+                    Some((s, held)) => {
+                        match held {
+                            Held::Decoded => self.from_cache += 1,
+                            Held::Packed => self.from_packed += 1,
+                        }
+                        (Some(s), Some(held))
                     }
-                    None => (self.store.stored_student(e.key())?, false),
+                    None => (self.store.stored_student(e.key())?, None),
                 };
                 let new_in = if stored.is_some() { None } else { Some(partition) };
                 let stored = stored.unwrap_or_default();
@@ -120,8 +132,8 @@ impl<'p> Fold<'p> {
     }
 
     /// After the commit: the states go back to the cache.
-    pub fn finish(self, cache_limit: usize) {
-        self.cache.put_back(self.states, cache_limit);
+    pub fn finish(self, limits: CacheLimits) {
+        self.cache.put_back(self.states, limits);
     }
 }
 
@@ -306,16 +318,17 @@ impl<'p> Shards<'p> {
         }
     }
 
-    /// `(states from the cache, states read from the store or new)`.
-    pub fn reads(&self) -> (u64, u64) {
-        let cached: u64 = self.folds.iter().map(|f| f.from_cache).sum();
+    /// Where the states the batch started from came from.
+    pub fn reads(&self) -> StateReads {
+        let cache: u64 = self.folds.iter().map(|f| f.from_cache).sum();
+        let packed: u64 = self.folds.iter().map(|f| f.from_packed).sum();
         let touched: u64 = self.folds.iter().map(|f| f.states.len() as u64).sum();
-        (cached, touched - cached)
+        StateReads { cache, packed, store: touched - cache - packed }
     }
 
-    /// See [`Fold::finish`]: each shard keeps its share of `cache_limit` (side by side).
-    pub fn finish(self, cache_limit: usize) {
-        let share = cache_limit / self.folds.len().max(1);
+    /// See [`Fold::finish`]: each shard keeps its share of `limits` (side by side).
+    pub fn finish(self, limits: CacheLimits) {
+        let share = limits.share(self.folds.len());
         let parallel = self.many_states();
         side_by_side(self.folds, parallel, |f| f.finish(share));
     }

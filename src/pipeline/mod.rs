@@ -27,7 +27,7 @@ use crate::notify::plan::{Now, Planner, View};
 use crate::store::{OFFSETS, Store, StoreError};
 use crate::telemetry::Telemetry;
 
-pub use cache::{DEFAULT_CACHE_MIB, cached_bytes};
+pub use cache::{DEFAULT_CACHE_MIB, DEFAULT_PACKED_MIB, cached_bytes};
 pub use outputs::{dead_letter_record, raised_counts};
 pub use report::BatchOutcome;
 pub use size::{BatchSize, SMALLEST_BATCH};
@@ -149,7 +149,7 @@ pub struct Pipeline {
     /// Decoded states of recently touched students, equal to the store's: a share per worker
     /// (the batch's students are folded by `workers` shards side by side).
     cache: Mutex<Vec<cache::StateCache>>,
-    cache_bytes: usize,
+    cache_limits: cache::CacheLimits,
     /// The calendars and the groups' day clocks, equal to the store's (`None`: read at the next
     /// batch).
     days: Mutex<Option<days::DayState>>,
@@ -170,7 +170,10 @@ impl Pipeline {
             planner: None,
             telemetry: Arc::default(),
             cache: Mutex::new(caches(default_workers())),
-            cache_bytes: DEFAULT_CACHE_MIB << 20,
+            cache_limits: cache::CacheLimits {
+                decoded: DEFAULT_CACHE_MIB << 20,
+                packed: cache::DEFAULT_PACKED_MIB << 20,
+            },
             days: Mutex::default(),
             owned: Mutex::default(),
             followed: Mutex::default(),
@@ -187,13 +190,20 @@ impl Pipeline {
 
     /// Keeps decoded states in up to about `mib` MiB of memory (0: none).
     pub fn with_cache_mib(mut self, mib: usize) -> Pipeline {
-        self.cache_bytes = mib << 20;
+        self.cache_limits.decoded = mib << 20;
         self
     }
 
-    /// Keeps decoded states in up to about `bytes` bytes (tests use tiny caches).
-    pub fn with_cache_bytes(mut self, bytes: usize) -> Pipeline {
-        self.cache_bytes = bytes;
+    /// Keeps the states that do not fit decoded packed, in up to about `mib` MiB (0: none).
+    pub fn with_packed_cache_mib(mut self, mib: usize) -> Pipeline {
+        self.cache_limits.packed = mib << 20;
+        self
+    }
+
+    /// Keeps decoded states in up to about `decoded` bytes and packed ones in `packed` (tests
+    /// use tiny caches).
+    pub fn with_cache_bytes(mut self, decoded: usize, packed: usize) -> Pipeline {
+        self.cache_limits = cache::CacheLimits { decoded, packed };
         self
     }
 
@@ -466,7 +476,7 @@ impl Pipeline {
         report.outcome.offsets =
             read.next_offsets().map(|(t, p, o)| (t.to_owned(), p, o)).collect();
         let reads = fold.reads();
-        fold.finish(self.cache_bytes);
+        fold.finish(self.cache_limits);
         Ok(report.committed(&self.telemetry, batch.len(), &raised, reads, started.elapsed()))
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::InputMessage;
 use crate::core::{Change, Flag};
 use crate::notify::plan::Intents;
-use crate::telemetry::{BatchSummary, Consumed, Telemetry};
+use crate::telemetry::{BatchSummary, Consumed, StateReads, Telemetry};
 
 /// The first and last offset read of each partition in a batch.
 #[derive(Debug, Default)]
@@ -113,7 +113,7 @@ impl<'m> Report<'m> {
         telemetry: &Telemetry,
         messages: usize,
         raised: &[(&'static str, String, i64)],
-        state_reads: (u64, u64),
+        state_reads: StateReads,
         took: std::time::Duration,
     ) -> BatchOutcome {
         for (label, topic, partition, offset) in self.rejections {
@@ -128,7 +128,7 @@ impl<'m> Report<'m> {
         for ((topic, what), n) in self.consumed {
             telemetry.consumed(topic, what, n);
         }
-        telemetry.state_reads(state_reads.0, state_reads.1);
+        telemetry.state_reads(state_reads);
         telemetry.notifications_queued(self.channels.into_iter(), self.outcome.unroutable as usize);
         let o = &self.outcome;
         let summary = BatchSummary {
@@ -139,7 +139,7 @@ impl<'m> Report<'m> {
             notifications: o.notifications,
         };
         telemetry.batch(took, &summary);
-        let (messages, students) = (messages as u64, state_reads.0 + state_reads.1);
+        let (messages, students) = (messages as u64, state_reads.total());
         BatchOutcome { messages, students, ..self.outcome }
     }
 }

@@ -156,48 +156,20 @@ impl Store {
 
     fn read_student(&self, student_id: &str, whole: bool) -> Result<Option<Stored>, StoreError> {
         let prefix = state_prefix(student_id);
-        let current = match self.tree.get(part_key(&prefix, b'c'))? {
-            Some(v) => part::<Current>(&prefix, &v)?,
-            None => return Ok(None),
-        };
-        let cold = match self.tree.get(part_key(&prefix, b'k'))? {
-            Some(v) => part::<Cold>(&prefix, &v)?,
-            None => Cold::default(),
-        };
-        let (head, month, compact) = current;
-        let (assignment, referrals, grades, enrollments, others, fingerprints) = cold;
-        let hot_from = match (whole || enrollments.iter().any(|e| !e.retracted), month) {
-            (false, Some(month)) => window_start(month),
-            _ => None,
-        };
-        let mut attendance = Vec::new();
-        match hot_from {
+        let Some(current) = self.tree.get(part_key(&prefix, b'c'))? else { return Ok(None) };
+        let cold = self.tree.get(part_key(&prefix, b'k'))?;
+        let stored = assemble(&prefix, &current, cold.as_deref(), whole, |from, out| match from {
             // The month before the current one, the other one held.
             Some(from) => {
                 let key = month_key(&prefix, month_of(from));
-                if let Some(v) = self.tree.get(&key)? {
-                    expand_month(&key, month_of(from), part(&key, &v)?, &mut attendance)?;
+                match self.tree.get(&key)? {
+                    Some(v) => expand_month(&key, month_of(from), part(&key, &v)?, out),
+                    None => Ok(()),
                 }
             }
-            None => self.months(&prefix, 0..u32::MAX, &mut attendance)?,
-        }
-        // The current month is the latest: its records come after every earlier month's.
-        if let Some(month) = month {
-            expand_month(&prefix, month, compact, &mut attendance)?;
-        }
-        let mut state = StudentState::from_parts(
-            head,
-            assignment,
-            referrals,
-            grades,
-            attendance,
-            enrollments,
-            others,
-        );
-        if let Some(before) = hot_from {
-            state.hot(before, fingerprints);
-        }
-        Ok(Some(Stored { state, head_month: month }))
+            None => self.months(&prefix, 0..u32::MAX, out),
+        })?;
+        Ok(Some(stored))
     }
 
     /// Every student whose events came through `partition`, with their state, in `student_id`
@@ -243,7 +215,6 @@ pub fn write(
         changes.attendance = attendance.iter().map(|r| r.date).collect();
     }
     let prefix = state_prefix(student_id);
-    let (_, referrals, grades, assignment) = state.records();
     let current = current_month(state);
     let mut months: Vec<u32> = changes.attendance.iter().map(|d| month_of(*d)).collect();
     months.sort_unstable();
@@ -257,8 +228,7 @@ pub fn write(
         }
     }
     if changes.head || moved.is_some() || current.is_some_and(|m| months.contains(&m)) {
-        let records = current.map_or(Vec::new(), |m| compact_month(attendance_of_month(state, m)));
-        batch.insert(part_key(&prefix, b'c'), encode(&(state.head(), current, records)));
+        batch.insert(part_key(&prefix, b'c'), current_part(state, current));
     }
     // The cold part, with the fingerprints of the records before the window a hot state holds
     // (they change when the window moves, or when a whole state changed a record before it).
@@ -275,16 +245,148 @@ pub fn write(
         || changes.others
         || older_changed
     {
-        let fingerprints = window.map_or(Vec::new(), |w| state.fingerprints_before(w));
-        let cold =
-            (assignment, referrals, grades, state.enrollments(), state.other_ids(), fingerprints);
-        batch.insert(part_key(&prefix, b'k'), encode(&cold));
+        batch.insert(part_key(&prefix, b'k'), cold_part(state, window));
     }
     stored.head_month = current;
     if let Some(window) = window {
         stored.state.hot(window, Vec::new());
     }
     batch.len() - before
+}
+
+/// A state from its current part, its cold part (if any) and `earlier`, which appends the
+/// records of the months before the current one that the state holds, sorted: from the first
+/// day it is given (the month before the current one, for a hot state), or all (`None`).
+fn assemble(
+    prefix: &[u8],
+    current: &[u8],
+    cold: Option<&[u8]>,
+    whole: bool,
+    earlier: impl FnOnce(Option<Date>, &mut Vec<AttendanceRecord>) -> Result<(), StoreError>,
+) -> Result<Stored, StoreError> {
+    let (head, month, compact): Current = part(prefix, current)?;
+    let cold: Cold = match cold {
+        Some(v) => part(prefix, v)?,
+        None => Cold::default(),
+    };
+    let (assignment, referrals, grades, enrollments, others, fingerprints) = cold;
+    let hot_from = match (whole || enrollments.iter().any(|e| !e.retracted), month) {
+        (false, Some(month)) => window_start(month),
+        _ => None,
+    };
+    let mut attendance = Vec::new();
+    earlier(hot_from, &mut attendance)?;
+    // The current month is the latest: its records come after every earlier month's.
+    if let Some(month) = month {
+        expand_month(prefix, month, compact, &mut attendance)?;
+    }
+    let mut state = StudentState::from_parts(
+        head,
+        assignment,
+        referrals,
+        grades,
+        attendance,
+        enrollments,
+        others,
+    );
+    if let Some(before) = hot_from {
+        state.hot(before, fingerprints);
+    }
+    Ok(Stored { state, head_month: month })
+}
+
+/// The current part of `state` as stored: head, current month, its records.
+fn current_part(state: &StudentState, current: Option<u32>) -> fjall::Slice {
+    let records = current.map_or(Vec::new(), |m| compact_month(attendance_of_month(state, m)));
+    encode(&(state.head(), current, records))
+}
+
+/// The cold part of `state` as stored, with the fingerprints of the records before `window`.
+fn cold_part(state: &StudentState, window: Option<Date>) -> fjall::Slice {
+    let (_, referrals, grades, assignment) = state.records();
+    let fingerprints = window.map_or(Vec::new(), |w| state.fingerprints_before(w));
+    encode(&(assignment, referrals, grades, state.enrollments(), state.other_ids(), fingerprints))
+}
+
+/// A state as the store would give it back, packed into one allocation: its current part, its
+/// cold part and the earlier months it holds, each as stored (a hot state's is a third of the
+/// decoded state's memory). Read back by [`unpack`] without the store: a state cache can keep
+/// a district this way when its decoded states do not fit.
+#[derive(Debug)]
+pub struct Packed(Box<[u8]>);
+
+impl Packed {
+    /// The memory it holds.
+    pub fn bytes(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Packs `stored` as [`Store::stored_student`] would read it back (written and committed: the
+/// store holds the same). `None` for a state the store would read otherwise: an enrolled
+/// student's that is not whole.
+pub fn pack(stored: &Stored) -> Option<Packed> {
+    let state = &stored.state;
+    let enrolled = state.has_enrollment();
+    if enrolled && !state.is_whole() {
+        return None;
+    }
+    let current = current_month(state);
+    let window = current.and_then(window_start);
+    let mut parts = vec![current_part(state, current), cold_part(state, window)];
+    // The earlier months held: every one for an enrolled (whole) state, else the window's.
+    let (attendance, ..) = state.records();
+    let mut months: Vec<u32> = match (enrolled, window) {
+        (true, _) => attendance.iter().map(|r| month_of(r.date)).collect(),
+        (false, Some(w)) => vec![month_of(w)],
+        (false, None) => Vec::new(),
+    };
+    months.dedup();
+    for month in months.into_iter().filter(|m| Some(*m) != current) {
+        let records = attendance_of_month(state, month);
+        if !records.is_empty() {
+            parts.push(fjall::Slice::from(&month.to_le_bytes()[..]));
+            parts.push(encode(&compact_month(records)));
+        }
+    }
+    // One allocation of the exact size (a grown Vec shrunk in place kept its larger block).
+    let mut out = Vec::with_capacity(parts.iter().map(|p| 4 + p.len()).sum());
+    for part in &parts {
+        out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    Some(Packed(out.into_boxed_slice()))
+}
+
+/// The state [`pack`] packed.
+pub fn unpack(student_id: &str, packed: &Packed) -> Result<Stored, StoreError> {
+    let prefix = state_prefix(student_id);
+    let bad = || corrupt(&prefix, "a packed state cut short");
+    let mut rest: &[u8] = &packed.0;
+    let (current, cold) =
+        (take_part(&mut rest).ok_or_else(bad)?, take_part(&mut rest).ok_or_else(bad)?);
+    let mut months = Vec::new();
+    while !rest.is_empty() {
+        let month = take_part(&mut rest).and_then(|m| m.try_into().ok()).ok_or_else(bad)?;
+        months.push((u32::from_le_bytes(month), take_part(&mut rest).ok_or_else(bad)?));
+    }
+    assemble(&prefix, current, Some(cold), false, |from, out| {
+        for (month, value) in months {
+            if from.is_none_or(|from| month == month_of(from)) {
+                let key = month_key(&prefix, month);
+                expand_month(&key, month, part(&key, value)?, out)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The next length-prefixed value of a packed state.
+fn take_part<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, tail) = rest.split_first_chunk::<4>()?;
+    let (value, tail) = tail.split_at_checked(u32::from_le_bytes(*len) as usize)?;
+    *rest = tail;
+    Some(value)
 }
 
 /// The key of an earlier month's attendance records.
@@ -528,6 +630,54 @@ mod tests {
             one_value_states * 10 >= touched_states * 8,
             "{one_value_states} of {touched_states} states written as one value"
         );
+    }
+
+    /// A state packed after its batch's commit (as the pipeline's cache keeps it) unpacks to the
+    /// state the store reads back, hot or (enrolled) whole, every day of a mixed district.
+    #[test]
+    fn a_packed_state_unpacks_to_what_the_store_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rules = Rules::default();
+        let spec = DistrictSpec {
+            students: 60,
+            schools: 4,
+            days: 50,
+            feed: crate::synth::Feed::Mixed,
+            ..DistrictSpec::default()
+        };
+        let mut district = District::new(spec);
+        let (mut hot, mut whole) = (0, 0);
+        for day in 0..50 {
+            let mut touched: std::collections::BTreeMap<String, Stored> = Default::default();
+            for e in district.day(day) {
+                let Ok(event) = decode_event(e.json.as_bytes()) else { continue };
+                if event.kind() == crate::core::EventKind::Calendar {
+                    continue;
+                }
+                let id = event.student_id.to_string();
+                let stored = touched
+                    .entry(id)
+                    .or_insert_with_key(|id| store.stored_student(id).unwrap().unwrap_or_default());
+                store.complete_for(&event.student_id, stored, &event, &rules).unwrap();
+                stored.state.apply(&event, &rules);
+            }
+            let mut batch = store.batch();
+            for (id, stored) in &mut touched {
+                write(&mut batch, id, stored, None);
+            }
+            store.commit(batch).unwrap();
+            for (id, stored) in &touched {
+                let packed = pack(stored).expect("a written state packs");
+                let read = store.stored_student(id).unwrap().unwrap();
+                assert_eq!(unpack(id, &packed).unwrap(), read, "{id} on day {day}");
+                match read.state.is_whole() {
+                    true => whole += 1,
+                    false => hot += 1,
+                }
+            }
+        }
+        assert!(hot > 1_000 && whole > 200, "{hot} hot, {whole} whole");
     }
 
     /// What a state remembers through the store: losing and replaced events stay duplicates,
