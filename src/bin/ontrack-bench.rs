@@ -104,6 +104,10 @@ enum Command {
         /// `batch.state_cache_mib` of the service.
         #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_CACHE_MIB)]
         state_cache_mib: usize,
+        /// Every partition group behind (as while `ontrack run` rebuilds a backlog: each group
+        /// closes its school days itself), not caught up (as when live).
+        #[arg(long)]
+        behind: bool,
         /// `batch.packed_cache_mib` of the service.
         #[arg(long, default_value_t = ontrack::pipeline::DEFAULT_PACKED_MIB)]
         packed_cache_mib: usize,
@@ -162,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             students,
             data_dir,
             state_cache_mib,
+            behind,
             packed_cache_mib,
             workers,
             store_cache_mib,
@@ -171,7 +176,7 @@ fn main() -> anyhow::Result<()> {
             let options = ontrack::store::StoreOptions { cache_mib: store_cache_mib, memtable_mib };
             let store = ontrack::store::Store::open_with(&data_dir, &options)?;
             let caches = (state_cache_mib, packed_cache_mib);
-            fold(students, store, caches, workers, batch_events.max(1))
+            fold(students, store, caches, workers, batch_events.max(1), behind)
         }
     }
 }
@@ -183,6 +188,7 @@ fn fold(
     (state_cache_mib, packed_cache_mib): (usize, usize),
     workers: usize,
     batch_events: usize,
+    behind: bool,
 ) -> anyhow::Result<()> {
     use std::io::BufRead as _;
 
@@ -224,7 +230,8 @@ fn fold(
                 timestamp_ms: None,
             });
         }
-        let outcome = pipeline.process(&batch, now)?;
+        let none = std::collections::BTreeSet::new();
+        let outcome = pipeline.process_groups(&batch, now, behind.then_some(&none))?;
         size.observe(outcome.messages, outcome.students);
         let before = events;
         events += batch.len() as u64;
