@@ -205,6 +205,8 @@ fn through_pipeline(
         }
         at += n;
     }
+    let reads = p.telemetry().state_reads_count();
+    assert_eq!(reads.packed > 0, cache.1 > 0, "states from the packed cache: {reads:?}");
     outbox(p.store()).iter().map(|r| common::without_emitted_at(json_of(r))).collect()
 }
 

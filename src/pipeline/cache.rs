@@ -1,6 +1,6 @@
 //! Student states kept between batches: most events find their student here instead of
 //! reading the stored state. Decoded while they fit `batch.state_cache_mib`; the others packed
-//! as the store has them (a third of the memory) while they fit `batch.packed_cache_mib`: a
+//! as the store has them (≈ 2.3 KB against 3.3 KB decoded, by day 60) while they fit `batch.packed_cache_mib`: a
 //! packed state costs a decode, not the LSM tree's point reads.
 
 use std::collections::HashMap;
@@ -107,18 +107,20 @@ impl StateCache {
     pub fn put_back(&mut self, states: HashMap<String, Touched>, limits: CacheLimits) {
         let (cached, others): (Vec<_>, Vec<_>) =
             states.into_iter().partition(|(_, t)| t.cached == Some(Held::Decoded));
+        // Once a packed state did not fit, the others are not packed to be thrown away.
+        let mut packing = self.packed_bytes < limits.packed;
         for (id, t) in cached.into_iter().chain(others) {
             let bytes = cached_bytes(&id, &t.stored.state);
             if self.bytes + bytes <= limits.decoded {
                 self.bytes += bytes;
                 self.states.insert(id, Box::new(t.stored));
-            } else if self.packed_bytes < limits.packed
-                && let Some(packed) = pack(&t.stored)
-            {
+            } else if packing && let Some(packed) = pack(&t.stored) {
                 let bytes = packed_bytes(&id, &packed);
                 if self.packed_bytes + bytes <= limits.packed {
                     self.packed_bytes += bytes;
                     self.packed.insert(id, packed);
+                } else {
+                    packing = false;
                 }
             }
         }

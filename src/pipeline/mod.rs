@@ -146,8 +146,8 @@ pub struct Pipeline {
     /// `None`: notifications are off.
     planner: Option<Arc<Planner>>,
     telemetry: Arc<Telemetry>,
-    /// Decoded states of recently touched students, equal to the store's: a share per worker
-    /// (the batch's students are folded by `workers` shards side by side).
+    /// States of recently touched students (decoded, or packed as stored), equal to the store's:
+    /// a share per worker (the batch's students are folded by `workers` shards side by side).
     cache: Mutex<Vec<cache::StateCache>>,
     cache_limits: cache::CacheLimits,
     /// The calendars and the groups' day clocks, equal to the store's (`None`: read at the next
