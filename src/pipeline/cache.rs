@@ -1,7 +1,7 @@
 //! Student states kept between batches: most events find their student here instead of
 //! reading the stored state. Decoded while they fit `batch.state_cache_mib`; the others packed
-//! as the store has them (≈ 2.3 KB against 3.3 KB decoded, by day 60) while they fit `batch.packed_cache_mib`: a
-//! packed state costs a decode, not the LSM tree's point reads.
+//! as the store has them (≈ 2.3 KB against 3.3 KB decoded, by day 60) while they fit
+//! `batch.packed_cache_mib`: a packed state costs a decode, not the LSM tree's point reads.
 
 use std::collections::HashMap;
 
@@ -94,9 +94,9 @@ impl StateCache {
         Ok(Some((unpack(student_id, &p)?, Held::Packed)))
     }
 
-    /// Puts a batch's states (written and committed) back while they fit under `limits`: first those that
-    /// were cached decoded, then the others; a state that does not fit decoded is packed if it fits
-    /// that way. Nothing resting in the cache is evicted to make room, and
+    /// Puts a batch's states (written and committed) back while they fit under `limits`: first
+    /// those that were cached decoded, then the others; a state that does not fit decoded is
+    /// packed if it fits that way. Nothing resting in the cache is evicted to make room, and
     /// when it is full the states it holds stay: a school day touches every student once, in much
     /// the same order every day, and under that cycle any eviction by recency (or emptying the
     /// cache when full) reads every state back from the store once the district outgrows the
