@@ -408,11 +408,7 @@ mod tests {
     }
 
     fn drain(m: &mut Merge, now: Instant) -> Vec<(String, i64)> {
-        let mut out = Vec::new();
-        while let Next::Ready { message: x, .. } = m.next(now) {
-            out.push((x.topic().to_owned(), x.offset()));
-        }
-        out
+        drain_grouped(m, now).into_iter().map(|(topic, _, offset)| (topic, offset)).collect()
     }
 
     fn merge() -> Merge {

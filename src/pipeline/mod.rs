@@ -365,7 +365,15 @@ impl Pipeline {
             }
             // A calendar record takes its place in every group's order: it moves the clocks of
             // the owned partitions (of every group the store has, when none are named).
-            let groups = if calendar { all_groups(&day_state.clocks) } else { vec![m.partition] };
+            // (A record's own group is borrowed: no allocation per message.)
+            let every;
+            let groups: &[i32] = match calendar {
+                true => {
+                    every = all_groups(&day_state.clocks);
+                    &every
+                }
+                false => std::slice::from_ref(&m.partition),
+            };
             // A duplicate changes nothing, not even the clock (checked apart only when the event
             // would close days: applying checks it anyway).
             let closes = groups.iter().any(|p| day_state.clocks.of(*p).would_close(event));
@@ -382,7 +390,7 @@ impl Pipeline {
             // The school days the event closes in its groups pass before it is applied; in
             // every group that follows the instance's day too, if its own does.
             let by = days::Closer::of(event, source_ms);
-            for &partition in &groups {
+            for &partition in groups {
                 if let Some(days) = day_state.clocks.of_mut(partition).observe(event) {
                     self.pass_days(&mut fold, day_state, (partition, days), by, &mut out)?;
                 }
