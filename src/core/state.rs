@@ -205,6 +205,10 @@ pub struct StudentState {
     /// `Some`: a *hot* state, whose attendance records dated before a day are not in memory
     /// (a store keeps them); `None`: the whole state.
     older: Option<Box<Older>>,
+    /// `Some`: the referrals and grades are set aside (their holder keeps them in its own form,
+    /// see [`StudentState::set_aside`]); these are the hashes of their ids, sorted (they stay in
+    /// `seen`). `None`: held.
+    aside: Option<Box<[u64]>>,
 }
 
 /// What a hot state knows of the attendance records it does not hold: where they end, and a
@@ -297,6 +301,7 @@ impl StudentState {
 
     /// [`StudentState::apply`], counting the figures of an enrolled student against `days`.
     pub fn apply_on(&mut self, event: &Event, rules: &Rules, days: &Days) -> Outcome {
+        debug_assert!(!self.needs_records(event, rules), "apply_on before with_records");
         let id_hash = xxh3_64(event.event_id.as_bytes());
         match find_hash(&self.seen, id_hash) {
             Ok(_) => return Outcome::Duplicate,
@@ -615,6 +620,12 @@ impl StudentState {
 
     /// `(referrals, suspensions)` in `year`.
     fn referral_figures(&self, year: SchoolYear, rules: &Rules) -> (u32, u32) {
+        if self.aside.is_some() {
+            // Set aside only while the school year stays (`needs_records`): the cached figures
+            // are the records' (invariant 3).
+            debug_assert_eq!(Some(year), self.current_year);
+            return (self.figures.referrals, self.figures.suspensions);
+        }
         let live = self.referrals.iter().filter(|r| !r.retracted);
         live.filter(|r| rules.school_year_of(r.date) == year)
             .fold((0, 0), |(n, s), r| (n + 1, s + u32::from(r.action.is_suspension())))
@@ -622,6 +633,10 @@ impl StudentState {
 
     /// `(core_f, core_d_or_f)` in `year`: each core section by its current mark.
     fn grade_figures(&self, year: SchoolYear, rules: &Rules) -> (u32, u32) {
+        if self.aside.is_some() {
+            debug_assert_eq!(Some(year), self.current_year);
+            return (self.figures.core_f, self.figures.core_d_or_f);
+        }
         let cp = &rules.course_performance;
         let live =
             self.grades.iter().filter(|g| !g.retracted && rules.school_year_of(g.date) == year);
@@ -654,7 +669,8 @@ impl StudentState {
         Flag::ALL.iter().filter_map(|f| self.raised[f.index()].map(|r| (*f, r)))
     }
 
-    /// The winning records, for comparing two states record by record.
+    /// The winning records, for comparing two states record by record (no referrals or grades
+    /// while they are set aside: [`StudentState::set_aside`]).
     pub fn records(
         &self,
     ) -> (&[AttendanceRecord], &[ReferralRecord], &[GradeRecord], Option<&AssignmentRecord>) {
@@ -739,6 +755,7 @@ impl StudentState {
             changes: Changes::default(),
             fresh: Fresh::default(),
             older: None,
+            aside: None,
         };
         let mut seen: Vec<u64> = state.winning_ids().collect();
         seen.extend_from_slice(&state.others);
@@ -747,7 +764,8 @@ impl StudentState {
         state
     }
 
-    /// Whether every record is held (else the state is hot: see [`StudentState::hot`]).
+    /// Whether every attendance record is held (else the state is hot: see
+    /// [`StudentState::hot`]).
     pub fn is_whole(&self) -> bool {
         self.older.is_none()
     }
@@ -796,6 +814,7 @@ impl StudentState {
             self.attendance.shrink_to_fit();
             let mut seen: Vec<u64> = self.winning_ids().collect();
             seen.extend_from_slice(&self.others);
+            seen.extend_from_slice(self.aside.as_deref().unwrap_or_default());
             seen.sort_unstable();
             self.seen = seen;
         }
@@ -814,6 +833,64 @@ impl StudentState {
         let mut all = older;
         all.append(&mut self.attendance);
         self.attendance = all;
+    }
+
+    /// Sets the referrals and grades aside and gives them to the holder, which keeps them in its
+    /// own (smaller) form and puts them back ([`StudentState::with_records`]) before an event
+    /// that needs them ([`StudentState::needs_records`]): a school day's attendance never reads
+    /// them. Their ids stay seen and the figures stay. `None` (nothing set aside): set aside
+    /// already, none held, not yet written (changed since [`StudentState::take_changes`]), or an
+    /// enrolled student's (its passing days count every record).
+    pub fn set_aside(&mut self) -> Option<(Vec<ReferralRecord>, Vec<GradeRecord>)> {
+        if self.aside.is_some()
+            || (self.referrals.is_empty() && self.grades.is_empty())
+            || self.changes.referrals
+            || self.changes.grades
+            || self.has_enrollment()
+        {
+            return None;
+        }
+        let versions = (self.referrals.iter().map(|r| &r.version))
+            .chain(self.grades.iter().map(|g| &g.version));
+        let mut ids: Vec<u64> = versions.map(|v| xxh3_64(v.event_id.as_bytes())).collect();
+        ids.sort_unstable();
+        self.aside = Some(ids.into_boxed_slice());
+        Some((std::mem::take(&mut self.referrals), std::mem::take(&mut self.grades)))
+    }
+
+    /// Marks the referrals and grades of a state put together without them
+    /// ([`StudentState::from_parts`] with none) as set aside, `ids` the hashes of their ids (as
+    /// [`StudentState::aside_ids`] gave them).
+    pub fn records_aside(&mut self, ids: Vec<u64>) {
+        debug_assert!(self.aside.is_none() && self.referrals.is_empty() && self.grades.is_empty());
+        for id in &ids {
+            if let Err(at) = find_hash(&self.seen, *id) {
+                self.seen.insert(at, *id);
+            }
+        }
+        self.aside = Some(ids.into_boxed_slice());
+    }
+
+    /// The hashes of the ids of the records set aside, sorted (`None`: held).
+    pub fn aside_ids(&self) -> Option<&[u64]> {
+        self.aside.as_deref()
+    }
+
+    /// Puts back the referrals and grades [`StudentState::set_aside`] gave.
+    pub fn with_records(&mut self, referrals: Vec<ReferralRecord>, grades: Vec<GradeRecord>) {
+        if self.aside.take().is_some() {
+            (self.referrals, self.grades) = (referrals, grades);
+        }
+    }
+
+    /// Whether the referrals and grades must be put back before `event` is applied: anything
+    /// but a live attendance record of the current school year (which never reads them) needs
+    /// them. Always `false` when they are held.
+    pub fn needs_records(&self, event: &Event, rules: &Rules) -> bool {
+        self.aside.is_some()
+            && !(matches!(event.body, EventBody::AttendanceRecorded { .. })
+                && event.is_live()
+                && Some(rules.school_year_of(event.date)) == self.current_year)
     }
 
     /// The hashes of the winning records' ids.
@@ -885,6 +962,7 @@ impl StudentState {
                 .older
                 .as_ref()
                 .map_or(0, |o| size_of::<Older>() + o.fingerprints.capacity() * size_of::<u32>())
+            + self.aside.as_ref().map_or(0, |ids| ids.len() * size_of::<u64>())
     }
 
     /// Keeps the event's record if it beats the stored winner of its natural key. `None`: it

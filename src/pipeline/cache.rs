@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::core::StudentState;
-use crate::store::states::{Packed, pack, unpack};
+use crate::store::states::{Packed, pack, set_aside, unpack};
 use crate::store::{StoreError, Stored};
 
 /// Memory for decoded states the pipeline keeps by default, in MiB: 20,000 students' first 60
@@ -76,6 +76,11 @@ pub fn cached_bytes(id: &str, state: &StudentState) -> usize {
     state.approx_bytes() + id.len() + 80
 }
 
+/// What a cached decoded state costs with its records set aside.
+fn stored_bytes(id: &str, stored: &Stored) -> usize {
+    cached_bytes(id, &stored.state) + stored.aside_bytes()
+}
+
 /// What a packed state costs, the same way.
 fn packed_bytes(id: &str, packed: &Packed) -> usize {
     packed.bytes() + id.len() + 64
@@ -86,7 +91,7 @@ impl StateCache {
     /// reads the store.
     pub fn take(&mut self, student_id: &str) -> Result<Option<(Stored, Held)>, StoreError> {
         if let Some(s) = self.states.remove(student_id) {
-            self.bytes = self.bytes.saturating_sub(cached_bytes(student_id, &s.state));
+            self.bytes = self.bytes.saturating_sub(stored_bytes(student_id, &s));
             return Ok(Some((*s, Held::Decoded)));
         }
         let Some(p) = self.packed.remove(student_id) else { return Ok(None) };
@@ -109,8 +114,13 @@ impl StateCache {
             states.into_iter().partition(|(_, t)| t.cached == Some(Held::Decoded));
         // Once a packed state did not fit, the others are not packed to be thrown away.
         let mut packing = self.packed_bytes < limits.packed;
-        for (id, t) in cached.into_iter().chain(others) {
-            let bytes = cached_bytes(&id, &t.stored.state);
+        for (id, mut t) in cached.into_iter().chain(others) {
+            if self.bytes < limits.decoded || packing {
+                // Kept, it is smaller with its referrals and grades set aside, and packs and
+                // unpacks without them (a school day's attendance does not read them).
+                set_aside(&mut t.stored);
+            }
+            let bytes = stored_bytes(&id, &t.stored);
             if self.bytes + bytes <= limits.decoded {
                 self.bytes += bytes;
                 self.states.insert(id, Box::new(t.stored));

@@ -17,6 +17,10 @@
 //! records (a correction of an old date, a possible repeat of an old record). An enrolled
 //! student is read whole (its figures count expected days over the school year).
 //!
+//! A state kept in memory between batches may hold its referrals and grades *set aside*
+//! ([`set_aside`]): as the cold part stores them, put back ([`take_back`]) only for an event
+//! that reads them, and spliced into the cold part unchanged when it is written.
+//!
 //! Attendance is stored compactly (day, status, `recorded_at` relative to the day, event id).
 //! Keyed by the student alone, so a student's events fold into one state even when a producer did
 //! not key them consistently. Beside them, [`STUDENTS_BY_PARTITION`] indexes the students whose
@@ -46,13 +50,44 @@ pub const STUDENTS_BY_PARTITION: Table<PartitionText, Nothing> =
 pub struct Stored {
     pub state: StudentState,
     head_month: Option<u32>,
+    /// The referrals and grades the state set aside ([`set_aside`]), as the cold part has them
+    /// (postcard of both lists): `Some` exactly when the state's are.
+    aside: Option<Box<[u8]>>,
 }
 
 impl Stored {
     /// A state the store has not seen yet.
     pub fn new(state: StudentState) -> Stored {
-        Stored { state, head_month: None }
+        Stored { state, head_month: None, aside: None }
     }
+
+    /// The memory its referrals and grades set aside hold.
+    pub fn aside_bytes(&self) -> usize {
+        self.aside.as_ref().map_or(0, |a| a.len())
+    }
+}
+
+/// Sets a state's referrals and grades aside ([`StudentState::set_aside`]) in the form the cold
+/// part stores them: a cached state neither decodes nor encodes them again until an event needs
+/// them ([`take_back`]), and writes its cold part with these bytes as they are. A state of a
+/// district's school day holds a few dozen grades and referrals with boxed strings; this form is
+/// a few hundred bytes.
+pub fn set_aside(stored: &mut Stored) {
+    if let Some(records) = stored.state.set_aside() {
+        let bytes = postcard_of(&records);
+        stored.aside = Some(bytes.into_boxed_slice());
+    }
+}
+
+/// Puts back the referrals and grades [`set_aside`] set aside.
+pub fn take_back(student_id: &str, stored: &mut Stored) -> Result<(), StoreError> {
+    if let Some(bytes) = stored.aside.take() {
+        let (referrals, grades) = postcard::from_bytes(&bytes).map_err(|e| {
+            corrupt(&state_prefix(student_id), &format!("its records set aside in memory: {e}"))
+        })?;
+        stored.state.with_records(referrals, grades);
+    }
+    Ok(())
 }
 
 /// A calendar month, as a number that sorts like the months (`year * 12 + month - 1`, shifted so
@@ -141,12 +176,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         if stored.state.needs_history(event, rules) {
             self.complete(student_id, stored)?;
+        } else if stored.state.needs_records(event, rules) {
+            take_back(student_id, stored)?;
         }
         Ok(())
     }
 
-    /// Makes `stored` whole: the attendance records it does not hold are read back.
+    /// Makes `stored` whole: the attendance records it does not hold are read back, the
+    /// referrals and grades set aside put back.
     pub fn complete(&self, student_id: &str, stored: &mut Stored) -> Result<(), StoreError> {
+        take_back(student_id, stored)?;
         if let Some(before) = stored.state.held_from() {
             let older = self.attendance_before(student_id, before)?;
             stored.state.with_history(older);
@@ -157,8 +196,11 @@ impl Store {
     fn read_student(&self, student_id: &str, whole: bool) -> Result<Option<Stored>, StoreError> {
         let prefix = state_prefix(student_id);
         let Some(current) = self.tree.get(part_key(&prefix, b'c'))? else { return Ok(None) };
-        let cold = self.tree.get(part_key(&prefix, b'k'))?;
-        let stored = assemble(&prefix, &current, cold.as_deref(), whole, |from, out| match from {
+        let cold = match self.tree.get(part_key(&prefix, b'k'))? {
+            Some(v) => part(&prefix, &v)?,
+            None => Cold::default(),
+        };
+        let stored = assemble(&prefix, &current, cold, whole, |from, out| match from {
             // The month before the current one, the other one held.
             Some(from) => {
                 let key = month_key(&prefix, month_of(from));
@@ -245,7 +287,8 @@ pub fn write(
         || changes.others
         || older_changed
     {
-        batch.insert(part_key(&prefix, b'k'), cold_part(state, window));
+        debug_assert!(stored.aside.is_none() || !(changes.referrals || changes.grades));
+        batch.insert(part_key(&prefix, b'k'), cold_part(stored, window));
     }
     stored.head_month = current;
     if let Some(window) = window {
@@ -260,15 +303,11 @@ pub fn write(
 fn assemble(
     prefix: &[u8],
     current: &[u8],
-    cold: Option<&[u8]>,
+    cold: Cold,
     whole: bool,
     earlier: impl FnOnce(Option<Date>, &mut Vec<AttendanceRecord>) -> Result<(), StoreError>,
 ) -> Result<Stored, StoreError> {
     let (head, month, compact): Current = part(prefix, current)?;
-    let cold: Cold = match cold {
-        Some(v) => part(prefix, v)?,
-        None => Cold::default(),
-    };
     let (assignment, referrals, grades, enrollments, others, fingerprints) = cold;
     let hot_from = match (whole || enrollments.iter().any(|e| !e.retracted), month) {
         (false, Some(month)) => window_start(month),
@@ -292,7 +331,7 @@ fn assemble(
     if let Some(before) = hot_from {
         state.hot(before, fingerprints);
     }
-    Ok(Stored { state, head_month: month })
+    Ok(Stored { state, head_month: month, aside: None })
 }
 
 /// The current part of `state` as stored: head, current month, its records.
@@ -301,17 +340,47 @@ fn current_part(state: &StudentState, current: Option<u32>) -> fjall::Slice {
     encode(&(state.head(), current, records))
 }
 
-/// The cold part of `state` as stored, with the fingerprints of the records before `window`.
-fn cold_part(state: &StudentState, window: Option<Date>) -> fjall::Slice {
+/// The cold part of a state as stored, with the fingerprints of the records before `window`.
+fn cold_part(stored: &Stored, window: Option<Date>) -> fjall::Slice {
+    let (assignment, records, rest) = cold_pieces(stored, window);
+    let mut value = Vec::with_capacity(1 + assignment.len() + records.len() + rest.len());
+    value.push(super::FORMAT);
+    // postcard writes a tuple as its fields one after the other: these are the pieces of
+    // `(assignment, referrals, grades, enrollments, others, fingerprints)`.
+    for piece in [&assignment[..], &records[..], &rest[..]] {
+        value.extend_from_slice(piece);
+    }
+    fjall::Slice::from(value)
+}
+
+/// The cold part in three pieces, each postcard of: the assignment; the referrals and grades
+/// (as set aside, or encoded now); the enrollments, other ids and fingerprints.
+fn cold_pieces(
+    stored: &Stored,
+    window: Option<Date>,
+) -> (Vec<u8>, std::borrow::Cow<'_, [u8]>, Vec<u8>) {
+    let state = &stored.state;
     let (_, referrals, grades, assignment) = state.records();
     let fingerprints = window.map_or(Vec::new(), |w| state.fingerprints_before(w));
-    encode(&(assignment, referrals, grades, state.enrollments(), state.other_ids(), fingerprints))
+    let records = match &stored.aside {
+        Some(bytes) => std::borrow::Cow::Borrowed(&bytes[..]),
+        None => std::borrow::Cow::Owned(postcard_of(&(referrals, grades))),
+    };
+    let rest = postcard_of(&(state.enrollments(), state.other_ids(), fingerprints));
+    (postcard_of(&assignment), records, rest)
+}
+
+/// A value's postcard bytes (without the store's format byte).
+fn postcard_of<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // postcard writes any serde value of ours; it fails only on unsupported types.
+    postcard::to_allocvec(value).expect("stored types serialize with postcard")
 }
 
 /// A state as the store would give it back, packed into one allocation: its current part, its
-/// cold part and the earlier months it holds, each as stored (a hot state's ≈ 2.3 KB by day 60
-/// against ≈ 3.3 KB decoded). Read back by [`unpack`] without the store: a state cache can keep
-/// a district this way when its decoded states do not fit.
+/// cold part (in its pieces: the referrals and grades as set aside) and the earlier months it
+/// holds, each as stored (a hot state's ≈ 2.3 KB by day 60 against ≈ 3.3 KB decoded). Read back
+/// by [`unpack`] without the store, its referrals and grades still set aside: a state cache can
+/// keep a district this way when its decoded states do not fit.
 #[derive(Debug)]
 pub struct Packed(Box<[u8]>);
 
@@ -333,7 +402,17 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
     }
     let current = current_month(state);
     let window = current.and_then(window_start);
-    let mut parts = vec![current_part(state, current), cold_part(state, window)];
+    let (assignment, records, rest) = cold_pieces(stored, window);
+    // 0: the referrals and grades are held; 1 and their ids' hashes: set aside.
+    let mut aside = Vec::new();
+    if let Some(ids) = state.aside_ids() {
+        aside.push(1);
+        ids.iter().for_each(|id| aside.extend_from_slice(&id.to_le_bytes()));
+    } else {
+        aside.push(0);
+    }
+    let current = current_part(state, current);
+    let mut parts: Vec<&[u8]> = vec![&current, &assignment, &records, &rest, &aside];
     // The earlier months held: every one for an enrolled (whole) state, else the window's.
     let (attendance, ..) = state.records();
     let mut months: Vec<u32> = match (enrolled, window) {
@@ -342,12 +421,16 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
         (false, None) => Vec::new(),
     };
     months.dedup();
-    for month in months.into_iter().filter(|m| Some(*m) != current) {
+    let mut encoded = Vec::new();
+    for month in months.into_iter().filter(|m| Some(*m) != current_month(state)) {
         let records = attendance_of_month(state, month);
         if !records.is_empty() {
-            parts.push(fjall::Slice::from(&month.to_le_bytes()[..]));
-            parts.push(encode(&compact_month(records)));
+            encoded.push((month.to_le_bytes(), encode(&compact_month(records))));
         }
+    }
+    for (month, value) in &encoded {
+        parts.push(month);
+        parts.push(value);
     }
     // One allocation of the exact size (a grown Vec shrunk in place kept its larger block).
     let mut out = Vec::with_capacity(parts.iter().map(|p| 4 + p.len()).sum());
@@ -361,16 +444,39 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
 /// The state [`pack`] packed.
 pub fn unpack(student_id: &str, packed: &Packed) -> Result<Stored, StoreError> {
     let prefix = state_prefix(student_id);
-    let bad = || corrupt(&prefix, "its packed copy in the state cache is cut short");
+    // A value that cannot be read here was packed in memory, not read from the disk: say so.
+    let bad =
+        |reason: &str| corrupt(&prefix, &format!("its packed copy in the state cache: {reason}"));
     let mut rest: &[u8] = &packed.0;
-    let (current, cold) =
-        (take_part(&mut rest).ok_or_else(bad)?, take_part(&mut rest).ok_or_else(bad)?);
+    let mut next = || take_part(&mut rest).ok_or_else(|| bad("cut short"));
+    let (current, assignment, records, tail, aside) = (next()?, next()?, next()?, next()?, next()?);
     let mut months = Vec::new();
     while !rest.is_empty() {
-        let month = take_part(&mut rest).and_then(|m| m.try_into().ok()).ok_or_else(bad)?;
-        months.push((u32::from_le_bytes(month), take_part(&mut rest).ok_or_else(bad)?));
+        let month =
+            take_part(&mut rest).and_then(|m| m.try_into().ok()).ok_or_else(|| bad("cut short"))?;
+        months.push((
+            u32::from_le_bytes(month),
+            take_part(&mut rest).ok_or_else(|| bad("cut short"))?,
+        ));
     }
-    assemble(&prefix, current, Some(cold), false, |from, out| {
+    let read = |e: postcard::Error| bad(&e.to_string());
+    let assignment = postcard::from_bytes(assignment).map_err(read)?;
+    let (enrollments, others, fingerprints) = postcard::from_bytes(tail).map_err(read)?;
+    let ids = match aside.split_first() {
+        Some((0, _)) => None,
+        Some((1, ids)) => Some(
+            ids.chunks_exact(8)
+                .map(|id| u64::from_le_bytes(id.try_into().unwrap_or_default()))
+                .collect::<Vec<u64>>(),
+        ),
+        _ => return Err(bad("no mark of its records set aside")),
+    };
+    let (referrals, grades) = match ids {
+        None => postcard::from_bytes(records).map_err(read)?,
+        Some(_) => (Vec::new(), Vec::new()),
+    };
+    let cold = (assignment, referrals, grades, enrollments, others, fingerprints);
+    let mut stored = assemble(&prefix, current, cold, false, |from, out| {
         for (month, value) in months {
             if from.is_none_or(|from| month == month_of(from)) {
                 let key = month_key(&prefix, month);
@@ -379,14 +485,18 @@ pub fn unpack(student_id: &str, packed: &Packed) -> Result<Stored, StoreError> {
         }
         Ok(())
     })
-    // A value that cannot be read here was packed in memory, not read from the disk: say so.
     .map_err(|e| match e {
         StoreError::Corrupt { key, reason } => StoreError::Corrupt {
             key,
             reason: format!("its packed copy in the state cache: {reason}"),
         },
         other => other,
-    })
+    })?;
+    if let Some(ids) = ids {
+        stored.state.records_aside(ids);
+        stored.aside = Some(records.into());
+    }
+    Ok(stored)
 }
 
 /// The next length-prefixed value of a packed state.
@@ -655,7 +765,10 @@ mod tests {
             ..DistrictSpec::default()
         };
         let mut district = District::new(spec);
-        let (mut hot, mut whole) = (0, 0);
+        let (mut hot, mut whole, mut aside) = (0, 0, 0);
+        // As a state cache keeps them: every other student's state goes on from the copy kept
+        // with its records set aside (packed or not), not from the store.
+        let mut kept: std::collections::BTreeMap<String, Stored> = Default::default();
         for day in 0..50 {
             let mut touched: std::collections::BTreeMap<String, Stored> = Default::default();
             for e in district.day(day) {
@@ -664,9 +777,10 @@ mod tests {
                     continue;
                 }
                 let id = event.student_id.to_string();
-                let stored = touched
-                    .entry(id)
-                    .or_insert_with_key(|id| store.stored_student(id).unwrap().unwrap_or_default());
+                let stored = touched.entry(id).or_insert_with_key(|id| {
+                    kept.remove(id)
+                        .unwrap_or_else(|| store.stored_student(id).unwrap().unwrap_or_default())
+                });
                 store.complete_for(&event.student_id, stored, &event, &rules).unwrap();
                 stored.state.apply(&event, &rules);
             }
@@ -675,17 +789,37 @@ mod tests {
                 write(&mut batch, id, stored, None);
             }
             store.commit(batch).unwrap();
-            for (id, stored) in &touched {
-                let packed = pack(stored).expect("a written state packs");
-                let read = store.stored_student(id).unwrap().unwrap();
-                assert_eq!(unpack(id, &packed).unwrap(), read, "{id} on day {day}");
+            for (i, (id, stored)) in touched.into_iter().enumerate() {
+                let packed = pack(&stored).expect("a written state packs");
+                let read = store.stored_student(id.as_str()).unwrap().unwrap();
+                let mut unpacked = unpack(&id, &packed).unwrap();
+                assert_eq!(unpacked.aside_bytes() > 0, stored.aside_bytes() > 0);
+                take_back(&id, &mut unpacked).unwrap();
+                assert_eq!(unpacked, read, "{id} on day {day}");
                 match read.state.is_whole() {
                     true => whole += 1,
                     false => hot += 1,
                 }
+                // Set aside, it writes the same cold part, and packs and unpacks to itself.
+                let mut set = stored.clone();
+                set_aside(&mut set);
+                let window = current_month(&set.state).and_then(window_start);
+                assert_eq!(cold_part(&set, window), cold_part(&stored, window), "{id}");
+                let unpacked = unpack(&id, &pack(&set).unwrap()).unwrap();
+                assert_eq!(unpacked, set, "{id} on day {day}");
+                let mut back = unpacked.clone();
+                take_back(&id, &mut back).unwrap();
+                assert_eq!(back, read, "{id} on day {day}, its records put back");
+                if set.state.aside_ids().is_some() {
+                    aside += 1;
+                    assert!(set.aside_bytes() > 0 && set.state.records().2.is_empty());
+                }
+                if i % 2 == 0 {
+                    kept.insert(id, if i % 4 == 0 { set } else { unpacked });
+                }
             }
         }
-        assert!(hot > 1_000 && whole > 200, "{hot} hot, {whole} whole");
+        assert!(hot > 1_000 && whole > 200 && aside > 300, "{hot} hot, {whole} whole, {aside}");
     }
 
     /// What a state remembers through the store: losing and replaced events stay duplicates,
