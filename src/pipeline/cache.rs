@@ -22,15 +22,19 @@ pub const DEFAULT_CACHE_MIB: usize = 128;
 /// 1,000,000-student district to 1,003 MiB (from 804).
 pub const DEFAULT_PACKED_MIB: usize = 64;
 
+/// A table keyed by student id (seeded foldhash: SipHash took about 1% of the fold harness's
+/// time, hashing each id three times per event).
+pub(super) type ById<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The cached states (equal to the store's: taken out while a batch folds them, put back after
 /// its commit; a student is in one form at most) and roughly how much memory they hold.
 #[derive(Debug, Default)]
 pub(super) struct StateCache {
     /// Boxed: the table's slots stay small (a table of a million inline states took hundreds
     /// of MB, twice that while it grew).
-    states: HashMap<String, Box<Stored>>,
+    states: ById<Box<Stored>>,
     bytes: usize,
-    packed: HashMap<String, Packed>,
+    packed: ById<Packed>,
     packed_bytes: usize,
 }
 
@@ -109,7 +113,7 @@ impl StateCache {
     /// arbitrary eighth when full found a few per cent fewer states cached and took 40 MiB more
     /// at 100,000 students.) A cached state that has grown out of the room left is packed, or
     /// dropped.
-    pub fn put_back(&mut self, states: HashMap<String, Touched>, limits: CacheLimits) {
+    pub fn put_back(&mut self, states: ById<Touched>, limits: CacheLimits) {
         let (cached, others): (Vec<_>, Vec<_>) =
             states.into_iter().partition(|(_, t)| t.cached == Some(Held::Decoded));
         // Once a packed state did not fit, the others are not packed to be thrown away.

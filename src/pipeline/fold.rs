@@ -7,11 +7,9 @@
 //! results are taken back in message order. Every student is folded by one shard, and each
 //! student's events in their order, so the outcome is the one of folding the batch in order.
 
-use std::collections::HashMap;
-
 use super::InputMessage;
 use super::Topics;
-use super::cache::{CacheLimits, Held, StateCache, Touched};
+use super::cache::{ById, CacheLimits, Held, StateCache, Touched};
 use super::days::{Clocks, WATCHED};
 use crate::core::{Calendars, Days, Event, FlagChange, Outcome, Rules, StudentState, decode};
 use crate::notify::plan::{Facts, Now, Planner};
@@ -24,7 +22,7 @@ pub(super) struct Fold<'p> {
     rules: &'p Rules,
     cache: &'p mut StateCache,
     /// A write batch cannot be read before its commit: states touched in this batch live here.
-    pub states: HashMap<String, Touched>,
+    pub states: ById<Touched>,
     /// States taken from the cache, decoded and packed (the others were read from the store, or
     /// are new).
     pub from_cache: u64,
@@ -42,7 +40,7 @@ impl<'p> Fold<'p> {
             store,
             rules,
             cache,
-            states: HashMap::with_capacity(students),
+            states: ById::with_capacity_and_hasher(students, Default::default()),
             from_cache: 0,
             from_packed: 0,
         }
@@ -51,25 +49,25 @@ impl<'p> Fold<'p> {
     /// The state of `student_id` (which came through `partition`): this batch's, the cache's,
     /// the store's, or a new one.
     pub fn state(&mut self, student_id: &str, partition: i32) -> Result<&mut Touched, StoreError> {
-        Ok(match self.states.entry(student_id.to_owned()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let (stored, cached) = match self.cache.take(e.key())? {
-                    Some((s, held)) => {
-                        match held {
-                            Held::Decoded => self.from_cache += 1,
-                            Held::Packed => self.from_packed += 1,
-                        }
-                        (Some(s), Some(held))
+        // Looked up before an id is allocated: a student the batch touched already costs none.
+        if !self.states.contains_key(student_id) {
+            let (stored, cached) = match self.cache.take(student_id)? {
+                Some((s, held)) => {
+                    match held {
+                        Held::Decoded => self.from_cache += 1,
+                        Held::Packed => self.from_packed += 1,
                     }
-                    None => (self.store.stored_student(e.key())?, None),
-                };
-                let new_in = if stored.is_some() { None } else { Some(partition) };
-                let stored = stored.unwrap_or_default();
-                let watched = stored.state.watch(self.rules);
-                e.insert(Touched { new_in, cached, stored, partition, watched })
-            }
-        })
+                    (Some(s), Some(held))
+                }
+                None => (self.store.stored_student(student_id)?, None),
+            };
+            let new_in = if stored.is_some() { None } else { Some(partition) };
+            let stored = stored.unwrap_or_default();
+            let watched = stored.state.watch(self.rules);
+            let touched = Touched { new_in, cached, stored, partition, watched };
+            return Ok(self.states.entry(student_id.to_owned()).or_insert(touched));
+        }
+        Ok(self.states.get_mut(student_id).expect("touched: looked up above"))
     }
 
     /// Applies `event` (which came through `partition`) to its student's state, its figures
