@@ -123,9 +123,6 @@ fn spread_history() -> impl Strategy<Value = Vec<Event<'static>>> {
     })
 }
 
-/// Folds `events` through a store as the service does, committing after the events `commits`
-/// picks and reading the state back (hot: the last two months) after each commit, made whole
-/// only when an event needs it.
 /// How a state goes on after a commit, as the pipeline's state cache keeps it.
 #[derive(Debug, Clone, Copy)]
 enum Kept {
@@ -146,6 +143,10 @@ fn kept() -> impl Strategy<Value = Vec<Kept>> {
     )
 }
 
+/// Folds `events` through a store as the service does, committing after the events `commits`
+/// picks; after each commit the state goes on as `kept` says (read back hot — the last two
+/// months — or kept as the cache keeps it; read back when `kept` says nothing), made whole
+/// only when an event needs it.
 fn fold_through_store(
     events: &[Event<'static>],
     commits: &[bool],

@@ -172,7 +172,8 @@ pub struct RaisedFlag {
 ///
 /// It says what changed since it was last saved ([`Changes`]), so that a store can write what
 /// changed rather than the whole history; the seen ids need not be stored: they are the records'
-/// ids plus [`StudentState::other_ids`].
+/// ids plus [`StudentState::other_ids`] (and, while they are set aside, the ids of the referrals
+/// and grades its holder keeps: [`StudentState::aside_ids`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StudentState {
     /// xxh3-64 of every `event_id` applied, sorted: a repeat is a duplicate and changes nothing.
@@ -481,6 +482,9 @@ impl StudentState {
 
     /// The figures of the current school year, counted from the records from scratch (the fold
     /// keeps them up to date event by event; this is the definition they must always equal).
+    /// While the referrals and grades are set aside ([`StudentState::set_aside`]) their figures
+    /// are the cached ones: they were counted from the records when these were set aside, and
+    /// nothing changes them until they are back.
     pub fn figures_from_records(&self, rules: &Rules) -> Figures {
         self.figures_at(rules, &Days::default())
     }
@@ -808,8 +812,9 @@ impl StudentState {
         };
         all.extend(self.attendance.drain(..held).map(|r| fingerprint(&r.version.event_id)));
         all.sort_unstable();
-        // The ids seen are the held winners' and the others': only a record gone changes them
-        // (a state read back from the store holds none before `before`).
+        // The ids seen are the held winners', the others' and those of the records set aside:
+        // only a record gone changes them (a state read back from the store holds none before
+        // `before`).
         if held > 0 {
             self.attendance.shrink_to_fit();
             let mut seen: Vec<u64> = self.winning_ids().collect();

@@ -26,7 +26,7 @@ pub const DEFAULT_PACKED_MIB: usize = 64;
 /// time, hashing each id three times per event).
 pub(super) type ById<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
-/// The cached states (equal to the store's: taken out while a batch folds them, put back after
+/// The cached states (the store's, their referrals and grades possibly set aside; equal to the store's: taken out while a batch folds them, put back after
 /// its commit; a student is in one form at most) and roughly how much memory they hold.
 #[derive(Debug, Default)]
 pub(super) struct StateCache {

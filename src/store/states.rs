@@ -81,10 +81,12 @@ pub fn set_aside(stored: &mut Stored) {
 
 /// Puts back the referrals and grades [`set_aside`] set aside.
 pub fn take_back(student_id: &str, stored: &mut Stored) -> Result<(), StoreError> {
-    if let Some(bytes) = stored.aside.take() {
-        let (referrals, grades) = postcard::from_bytes(&bytes).map_err(|e| {
+    if let Some(bytes) = &stored.aside {
+        // Decoded before the bytes go: a state that could not put them back keeps them.
+        let (referrals, grades) = postcard::from_bytes(bytes).map_err(|e| {
             corrupt(&state_prefix(student_id), &format!("its records set aside in memory: {e}"))
         })?;
+        stored.aside = None;
         stored.state.with_records(referrals, grades);
     }
     Ok(())
@@ -392,7 +394,8 @@ impl Packed {
 }
 
 /// Packs `stored` as [`Store::stored_student`] would read it back (written and committed: the
-/// store holds the same). `None` for a state the store would read otherwise: an enrolled
+/// store holds the same), its referrals and grades as they are (set aside or not: [`unpack`]
+/// gives them the same way, and [`take_back`] makes it equal to the store's read). `None` for a state the store would read otherwise: an enrolled
 /// student's that is not whole.
 pub fn pack(stored: &Stored) -> Option<Packed> {
     let state = &stored.state;
@@ -800,10 +803,17 @@ mod tests {
                     true => whole += 1,
                     false => hot += 1,
                 }
+                // The cold part in pieces is the whole tuple's encoding, byte for byte.
+                let window = current_month(&read.state).and_then(window_start);
+                let r = &read.state;
+                let (_, referrals, grades, assignment) = r.records();
+                let fingerprints = window.map_or(Vec::new(), |w| r.fingerprints_before(w));
+                let tuple =
+                    (assignment, referrals, grades, r.enrollments(), r.other_ids(), fingerprints);
+                assert_eq!(cold_part(&read, window), encode(&tuple), "{id}");
                 // Set aside, it writes the same cold part, and packs and unpacks to itself.
                 let mut set = stored.clone();
                 set_aside(&mut set);
-                let window = current_month(&set.state).and_then(window_start);
                 assert_eq!(cold_part(&set, window), cold_part(&stored, window), "{id}");
                 let unpacked = unpack(&id, &pack(&set).unwrap()).unwrap();
                 assert_eq!(unpacked, set, "{id} on day {day}");
