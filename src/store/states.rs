@@ -395,8 +395,8 @@ impl Packed {
 
 /// Packs `stored` as [`Store::stored_student`] would read it back (written and committed: the
 /// store holds the same), its referrals and grades as they are (set aside or not: [`unpack`]
-/// gives them the same way, and [`take_back`] makes it equal to the store's read). `None` for a state the store would read otherwise: an enrolled
-/// student's that is not whole.
+/// gives them the same way, and [`take_back`] makes it equal to the store's read). `None` for a
+/// state the store would read otherwise: an enrolled student's that is not whole.
 pub fn pack(stored: &Stored) -> Option<Packed> {
     let state = &stored.state;
     let enrolled = state.has_enrollment();
