@@ -403,8 +403,8 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
     if enrolled && !state.is_whole() {
         return None;
     }
-    let current = current_month(state);
-    let window = current.and_then(window_start);
+    let head_month = current_month(state);
+    let window = head_month.and_then(window_start);
     let (assignment, records, rest) = cold_pieces(stored, window);
     // 0: the referrals and grades are held; 1 and their ids' hashes: set aside.
     let mut aside = Vec::new();
@@ -414,7 +414,7 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
     } else {
         aside.push(0);
     }
-    let current = current_part(state, current);
+    let current = current_part(state, head_month);
     let mut parts: Vec<&[u8]> = vec![&current, &assignment, &records, &rest, &aside];
     // The earlier months held: every one for an enrolled (whole) state, else the window's.
     let (attendance, ..) = state.records();
@@ -425,7 +425,7 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
     };
     months.dedup();
     let mut encoded = Vec::new();
-    for month in months.into_iter().filter(|m| Some(*m) != current_month(state)) {
+    for month in months.into_iter().filter(|m| Some(*m) != head_month) {
         let records = attendance_of_month(state, month);
         if !records.is_empty() {
             encoded.push((month.to_le_bytes(), encode(&compact_month(records))));
