@@ -44,8 +44,14 @@ pub const PREFIXES: [(u8, &str); 5] = [
 
 /// Version of the store's keys and values; a store of another format is refused at open.
 /// 1: whole states under `s` + student_id (sled). 2: states in parts. 3: the small parts in
-/// one cold part, with the fingerprints of the attendance a hot state does not hold.
-const FORMAT: u8 = 3;
+/// one cold part, with the fingerprints of the attendance a hot state does not hold. 4: a
+/// month's attendance records store each event id as what it shares with the one before and
+/// the rest. Every value starts with the format it was written in.
+const FORMAT: u8 = 4;
+
+/// The earliest format this version reads: a store of format 3 opens as format 4 (its values
+/// are read as written, and written anew in format 4 when they change).
+const READS_FROM: u8 = 3;
 
 /// `[store]`: memory the store may use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +140,11 @@ impl Store {
         })?;
         match tree.get([b'v'])? {
             Some(v) if v.as_ref() == [FORMAT] => {}
+            Some(v) if v.first().is_some_and(|f| (READS_FROM..FORMAT).contains(f)) => {
+                // From now on values of this format are written beside the older ones.
+                tree.insert([b'v'], [FORMAT])?;
+                db.persist(fjall::PersistMode::SyncAll)?;
+            }
             None if tree.is_empty()? => {
                 tree.insert([b'v'], [FORMAT])?;
                 db.persist(fjall::PersistMode::SyncAll)?;
@@ -270,11 +281,19 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> fjall::Slice {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(value: &[u8]) -> Result<T, String> {
+    decode_borrowed(value)
+}
+
+/// [`decode`] of a value that borrows from the bytes. Formats 3 and 4 write every value alike
+/// but a month's attendance records (`states` reads those by their format byte).
+fn decode_borrowed<'a, T: Deserialize<'a>>(value: &'a [u8]) -> Result<T, String> {
     match value.split_first() {
-        Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
-        Some((other, _)) => {
-            Err(format!("format {other} is not {FORMAT}: written by another version of ontrack"))
+        Some((format, body)) if (READS_FROM..=FORMAT).contains(format) => {
+            postcard::from_bytes(body).map_err(|e| e.to_string())
         }
+        Some((other, _)) => Err(format!(
+            "format {other} is not {READS_FROM} to {FORMAT}: written by another version of ontrack"
+        )),
         None => Err("empty".into()),
     }
 }
