@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::core::StudentState;
-use crate::store::states::{Packed, pack, set_aside, unpack};
+use crate::store::states::{Packed, repack, set_aside, unpack_kept};
 use crate::store::{StoreError, Stored};
 
 /// Memory for decoded states the pipeline keeps by default, in MiB: 20,000 students' first 60
@@ -101,7 +101,7 @@ impl StateCache {
         }
         let Some(p) = self.packed.remove(student_id) else { return Ok(None) };
         self.packed_bytes = self.packed_bytes.saturating_sub(packed_bytes(student_id, &p));
-        Ok(Some((unpack(student_id, &p)?, Held::Packed)))
+        Ok(Some((unpack_kept(student_id, p)?, Held::Packed)))
     }
 
     /// Puts a batch's states (written and committed) back while they fit under `limits`: first
@@ -128,8 +128,9 @@ impl StateCache {
             let bytes = stored_bytes(&id, &t.stored);
             if self.bytes + bytes <= limits.decoded {
                 self.bytes += bytes;
+                t.stored.forget_packed();
                 self.states.insert(id, Box::new(t.stored));
-            } else if packing && let Some(packed) = pack(&t.stored) {
+            } else if packing && let Some(packed) = repack(&mut t.stored) {
                 let bytes = packed_bytes(&id, &packed);
                 if self.packed_bytes + bytes <= limits.packed {
                     self.packed_bytes += bytes;

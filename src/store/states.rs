@@ -53,12 +53,33 @@ pub struct Stored {
     /// The referrals and grades the state set aside ([`set_aside`]), as the cold part has them
     /// (postcard of both lists): `Some` exactly when the state's are.
     aside: Option<Box<[u8]>>,
+    repack: Repack,
+}
+
+/// What [`repack`] reuses: the packed form a state was unpacked from, and the current part its
+/// batch wrote, while nothing else of the state has changed. Not part of the state: two
+/// `Stored` are equal whatever they hold here.
+#[derive(Debug, Clone, Default)]
+struct Repack {
+    from: Option<Packed>,
+    current: Option<fjall::Slice>,
+}
+
+impl PartialEq for Repack {
+    fn eq(&self, _: &Repack) -> bool {
+        true
+    }
 }
 
 impl Stored {
     /// A state the store has not seen yet.
     pub fn new(state: StudentState) -> Stored {
-        Stored { state, head_month: None, aside: None }
+        Stored { state, head_month: None, aside: None, repack: Repack::default() }
+    }
+
+    /// Forgets the packed form it was unpacked from (a state kept decoded does not hold it).
+    pub fn forget_packed(&mut self) {
+        self.repack = Repack::default();
     }
 
     /// The memory its referrals and grades set aside hold.
@@ -76,6 +97,7 @@ pub fn set_aside(stored: &mut Stored) {
     if let Some(records) = stored.state.set_aside() {
         let bytes = postcard_of(&records);
         stored.aside = Some(bytes.into_boxed_slice());
+        stored.forget_packed();
     }
 }
 
@@ -87,6 +109,7 @@ pub fn take_back(student_id: &str, stored: &mut Stored) -> Result<(), StoreError
             corrupt(&state_prefix(student_id), &format!("its records set aside in memory: {e}"))
         })?;
         stored.aside = None;
+        stored.forget_packed();
         stored.state.with_records(referrals, grades);
     }
     Ok(())
@@ -190,6 +213,7 @@ impl Store {
         take_back(student_id, stored)?;
         if let Some(before) = stored.state.held_from() {
             let older = self.attendance_before(student_id, before)?;
+            stored.forget_packed();
             stored.state.with_history(older);
         }
         Ok(())
@@ -247,6 +271,7 @@ pub fn write(
         STUDENTS_BY_PARTITION.put(batch, &(partition, student_id), &());
     }
     let mut changes = stored.state.take_changes();
+    stored.repack.current = None;
     let state = &stored.state;
     if new_in.is_some() {
         let (attendance, referrals, grades, assignment) = state.records();
@@ -271,8 +296,12 @@ pub fn write(
             batch.insert(month_key(&prefix, month), encode(&records));
         }
     }
+    // Only the current part written: the packed form the state came from stays true but for it.
+    let reshaped = new_in.is_some() || months.iter().chain(&moved).any(|m| Some(*m) != current);
     if changes.head || moved.is_some() || current.is_some_and(|m| months.contains(&m)) {
-        batch.insert(part_key(&prefix, b'c'), current_part(state, current));
+        let value = current_part(state, current);
+        stored.repack.current = Some(value.clone());
+        batch.insert(part_key(&prefix, b'c'), value);
     }
     // The cold part, with the fingerprints of the records before the window a hot state holds
     // (they change when the window moves, or when a whole state changed a record before it).
@@ -291,6 +320,9 @@ pub fn write(
     {
         debug_assert!(stored.aside.is_none() || !(changes.referrals || changes.grades));
         batch.insert(part_key(&prefix, b'k'), cold_part(stored, window));
+        stored.forget_packed();
+    } else if reshaped {
+        stored.forget_packed();
     }
     stored.head_month = current;
     if let Some(window) = window {
@@ -333,7 +365,7 @@ fn assemble(
     if let Some(before) = hot_from {
         state.hot(before, fingerprints);
     }
-    Ok(Stored { state, head_month: month, aside: None })
+    Ok(Stored { state, head_month: month, aside: None, repack: Repack::default() })
 }
 
 /// The current part of `state` as stored: head, current month, its records.
@@ -383,7 +415,7 @@ fn postcard_of<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// holds, each as stored (a hot state's ≈ 2.3 KB by day 60 against ≈ 3.3 KB decoded). Read back
 /// by [`unpack`] without the store, its referrals and grades still set aside: a state cache can
 /// keep a district this way when its decoded states do not fit.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Packed(Box<[u8]>);
 
 impl Packed {
@@ -442,6 +474,38 @@ pub fn pack(stored: &Stored) -> Option<Packed> {
         out.extend_from_slice(part);
     }
     Some(Packed(out.into_boxed_slice()))
+}
+
+/// [`pack`] of a state written and committed, reusing what it can: a state unpacked from a
+/// packed form whose batch changed nothing but its current part is that form with the current
+/// part written (a school day's attendance record, nearly always), not encoded again.
+pub fn repack(stored: &mut Stored) -> Option<Packed> {
+    let Repack { from, current } = std::mem::take(&mut stored.repack);
+    let packed = match (from, current) {
+        (Some(from), None) => Some(from),
+        (Some(from), Some(current)) => {
+            let old = take_part(&mut &from.0[..]).map_or(0, |c| 4 + c.len());
+            let mut out = Vec::with_capacity(4 + current.len() + from.0.len() - old);
+            out.extend_from_slice(&u32::try_from(current.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(&current);
+            out.extend_from_slice(&from.0[old..]);
+            Some(Packed(out.into_boxed_slice()))
+        }
+        (None, _) => return pack(stored),
+    };
+    debug_assert_eq!(
+        packed.as_ref().map(|p| &p.0),
+        pack(stored).as_ref().map(|p| &p.0),
+        "a state repacked from what it was unpacked from"
+    );
+    packed
+}
+
+/// The state [`pack`] packed; it keeps the packed form for [`repack`].
+pub fn unpack_kept(student_id: &str, packed: Packed) -> Result<Stored, StoreError> {
+    let mut stored = unpack(student_id, &packed)?;
+    stored.repack.from = Some(packed);
+    Ok(stored)
 }
 
 /// The state [`pack`] packed.
@@ -849,7 +913,7 @@ mod tests {
             ..DistrictSpec::default()
         };
         let mut district = District::new(spec);
-        let (mut hot, mut whole, mut aside) = (0, 0, 0);
+        let (mut hot, mut whole, mut aside, mut spliced) = (0, 0, 0, 0);
         // As a state cache keeps them: every other student's state goes on from the copy kept
         // with its records set aside (packed or not), not from the store.
         let mut kept: std::collections::BTreeMap<String, Stored> = Default::default();
@@ -875,6 +939,12 @@ mod tests {
             store.commit(batch).unwrap();
             for (i, (id, stored)) in touched.into_iter().enumerate() {
                 let packed = pack(&stored).expect("a written state packs");
+                // Packed as the cache packs it, from the form it was unpacked from when it was:
+                // the same bytes.
+                spliced +=
+                    usize::from(stored.repack.from.is_some() && stored.repack.current.is_some());
+                let repacked = repack(&mut stored.clone()).expect("a written state repacks");
+                assert_eq!(repacked.0, packed.0, "{id} on day {day}");
                 let read = store.stored_student(id.as_str()).unwrap().unwrap();
                 let mut unpacked = unpack(&id, &packed).unwrap();
                 assert_eq!(unpacked.aside_bytes() > 0, stored.aside_bytes() > 0);
@@ -896,8 +966,9 @@ mod tests {
                 let mut set = stored.clone();
                 set_aside(&mut set);
                 assert_eq!(cold_part(&set, window), cold_part(&stored, window), "{id}");
-                let unpacked = unpack(&id, &pack(&set).unwrap()).unwrap();
+                let unpacked = unpack_kept(&id, pack(&set).unwrap()).unwrap();
                 assert_eq!(unpacked, set, "{id} on day {day}");
+                set.forget_packed();
                 let mut back = unpacked.clone();
                 take_back(&id, &mut back).unwrap();
                 assert_eq!(back, read, "{id} on day {day}, its records put back");
@@ -911,6 +982,7 @@ mod tests {
             }
         }
         assert!(hot > 1_000 && whole > 200 && aside > 300, "{hot} hot, {whole} whole, {aside}");
+        assert!(spliced > 300, "{spliced} packed from the form they were unpacked from");
     }
 
     /// What a state remembers through the store: losing and replaced events stay duplicates,
