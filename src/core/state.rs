@@ -950,13 +950,18 @@ impl StudentState {
     /// Roughly the heap bytes this state holds (for bounding caches of states): its vectors, and
     /// event ids too long to sit inline (over 24 bytes) in its attendance records.
     pub fn approx_bytes(&self) -> usize {
-        use std::mem::size_of;
         let long_ids: usize = (self.attendance.iter())
             .filter(|r| r.version.event_id.is_heap_allocated())
             .map(|r| r.version.event_id.capacity())
             .sum();
+        self.approx_bytes_at_least() + long_ids
+    }
+
+    /// [`StudentState::approx_bytes`] but the attendance records' event ids too long to be kept
+    /// inline: a lower bound, found without reading the records.
+    pub fn approx_bytes_at_least(&self) -> usize {
+        use std::mem::size_of;
         size_of::<StudentState>()
-            + long_ids
             + (self.seen.capacity() + self.others.capacity()) * size_of::<u64>()
             + self.attendance.capacity() * size_of::<AttendanceRecord>()
             + self.referrals.capacity() * (size_of::<ReferralRecord>() + 16)

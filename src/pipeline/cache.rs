@@ -32,8 +32,8 @@ pub(super) type ById<V> = HashMap<String, V, foldhash::fast::RandomState>;
 #[derive(Debug, Default)]
 pub(super) struct StateCache {
     /// Boxed: the table's slots stay small (a table of a million inline states took hundreds
-    /// of MB, twice that while it grew).
-    states: ById<Box<Stored>>,
+    /// of MB, twice that while it grew). With what each was counted as.
+    states: ById<(Box<Stored>, usize)>,
     bytes: usize,
     packed: ById<Packed>,
     packed_bytes: usize,
@@ -81,6 +81,11 @@ pub fn cached_bytes(id: &str, state: &StudentState) -> usize {
     state.approx_bytes() + id.len() + 80
 }
 
+/// [`cached_bytes`] at least, found without reading the records.
+fn cached_bytes_at_least(id: &str, state: &StudentState) -> usize {
+    state.approx_bytes_at_least() + id.len() + 80
+}
+
 /// What a cached decoded state costs with its records set aside.
 fn stored_bytes(id: &str, stored: &Stored) -> usize {
     cached_bytes(id, &stored.state) + stored.aside_bytes()
@@ -95,8 +100,8 @@ impl StateCache {
     /// Takes a student's state out (if cached): if the batch's commit fails, the next batch
     /// reads the store.
     pub fn take(&mut self, student_id: &str) -> Result<Option<(Stored, Held)>, StoreError> {
-        if let Some(s) = self.states.remove(student_id) {
-            self.bytes = self.bytes.saturating_sub(stored_bytes(student_id, &s));
+        if let Some((s, bytes)) = self.states.remove(student_id) {
+            self.bytes = self.bytes.saturating_sub(bytes);
             return Ok(Some((*s, Held::Decoded)));
         }
         let Some(p) = self.packed.remove(student_id) else { return Ok(None) };
@@ -125,11 +130,16 @@ impl StateCache {
                 // unpacks without them (a school day's attendance does not read them).
                 set_aside(&mut t.stored);
             }
-            let bytes = stored_bytes(&id, &t.stored);
-            if self.bytes + bytes <= limits.decoded {
+            // Measured (every record read) only when it may fit.
+            let at_least = cached_bytes_at_least(&id, &t.stored.state);
+            let bytes = match self.bytes + at_least <= limits.decoded {
+                true => stored_bytes(&id, &t.stored),
+                false => usize::MAX,
+            };
+            if self.bytes.saturating_add(bytes) <= limits.decoded {
                 self.bytes += bytes;
                 t.stored.forget_packed();
-                self.states.insert(id, Box::new(t.stored));
+                self.states.insert(id, (Box::new(t.stored), bytes));
             } else if packing && let Some(packed) = repack(&mut t.stored) {
                 let bytes = packed_bytes(&id, &packed);
                 if self.packed_bytes + bytes <= limits.packed {

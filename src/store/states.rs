@@ -185,7 +185,7 @@ impl Store {
         let range = month_key(prefix, months.start)..month_key(prefix, months.end);
         for item in self.tree.range(range) {
             let (key, value) = item.into_inner()?;
-            expand_month(&key, month_in(&key, prefix)?, &value, out)?;
+            expand_month(&key, month_in(&key, prefix)?, &value, 0, out)?;
         }
         Ok(())
     }
@@ -226,12 +226,12 @@ impl Store {
             Some(v) => part(&prefix, &v)?,
             None => Cold::default(),
         };
-        let stored = assemble(&prefix, &current, cold, whole, |from, out| match from {
+        let stored = assemble(&prefix, &current, cold, whole, |from, extra, out| match from {
             // The month before the current one, the other one held.
             Some(from) => {
                 let key = month_key(&prefix, month_of(from));
                 match self.tree.get(&key)? {
-                    Some(v) => expand_month(&key, month_of(from), &v, out),
+                    Some(v) => expand_month(&key, month_of(from), &v, extra, out),
                     None => Ok(()),
                 }
             }
@@ -339,7 +339,7 @@ fn assemble(
     current: &[u8],
     cold: Cold,
     whole: bool,
-    earlier: impl FnOnce(Option<Date>, &mut Vec<AttendanceRecord>) -> Result<(), StoreError>,
+    earlier: impl FnOnce(Option<Date>, usize, &mut Vec<AttendanceRecord>) -> Result<(), StoreError>,
 ) -> Result<Stored, StoreError> {
     let (head, month, compact) = read_current(prefix, current)?;
     let (assignment, referrals, grades, enrollments, others, fingerprints) = cold;
@@ -348,10 +348,11 @@ fn assemble(
         _ => None,
     };
     let mut attendance = Vec::new();
-    earlier(hot_from, &mut attendance)?;
+    // The earlier months' records come first: room for the current month's with them.
+    earlier(hot_from, compact.len(), &mut attendance)?;
     // The current month is the latest: its records come after every earlier month's.
     if let Some(month) = month {
-        expand_records(prefix, month, compact, &mut attendance)?;
+        expand_records(prefix, month, compact, 0, &mut attendance)?;
     }
     let mut state = StudentState::from_parts(
         head,
@@ -543,11 +544,11 @@ pub fn unpack(student_id: &str, packed: &Packed) -> Result<Stored, StoreError> {
         Some(_) => (Vec::new(), Vec::new()),
     };
     let cold = (assignment, referrals, grades, enrollments, others, fingerprints);
-    let mut stored = assemble(&prefix, current, cold, false, |from, out| {
+    let mut stored = assemble(&prefix, current, cold, false, |from, extra, out| {
         for (month, value) in months {
             if from.is_none_or(|from| month == month_of(from)) {
                 let key = month_key(&prefix, month);
-                expand_month(&key, month, value, out)?;
+                expand_month(&key, month, value, extra, out)?;
             }
         }
         Ok(())
@@ -656,13 +657,22 @@ enum MonthRecords<'a> {
     Shared(Vec<CompactAttendance<'a>>),
 }
 
+impl MonthRecords<'_> {
+    fn len(&self) -> usize {
+        match self {
+            MonthRecords::Whole(records) => records.len(),
+            MonthRecords::Shared(records) => records.len(),
+        }
+    }
+}
+
 fn compact_month(records: &[AttendanceRecord]) -> Vec<CompactAttendance<'_>> {
     let mut before = "";
     records
         .iter()
         .map(|r| {
             let status = AttendanceStatus::ALL.iter().position(|s| *s == r.status).unwrap_or(0);
-            let midnight = r.date.midnight().assume_utc().unix_timestamp();
+            let midnight = midnight_of(r.date);
             let v = &r.version;
             let id: &str = &v.event_id;
             let mut shared = id
@@ -687,6 +697,13 @@ fn compact_month(records: &[AttendanceRecord]) -> Vec<CompactAttendance<'_>> {
         .collect()
 }
 
+/// The Unix time of `date`'s midnight, UTC.
+fn midnight_of(date: Date) -> i64 {
+    /// The Julian day of 1970-01-01.
+    const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+    (i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY) * 86_400
+}
+
 /// A current part, read in the format it was written in (3 or 4: they differ only in how a
 /// month's records are written).
 fn read_current<'a>(key: &[u8], value: &'a [u8]) -> Result<Current<'a>, StoreError> {
@@ -698,11 +715,12 @@ fn read_current<'a>(key: &[u8], value: &'a [u8]) -> Result<Current<'a>, StoreErr
     Ok((head, month, MonthRecords::Shared(shared)))
 }
 
-/// Appends `month`'s records, stored at `key` as `value`, to `out`.
+/// Appends `month`'s records, stored at `key` as `value`, to `out`, with room for `extra` more.
 fn expand_month(
     key: &[u8],
     month: u32,
     value: &[u8],
+    extra: usize,
     out: &mut Vec<AttendanceRecord>,
 ) -> Result<(), StoreError> {
     let records = if value.first() == Some(&3) {
@@ -710,38 +728,42 @@ fn expand_month(
     } else {
         MonthRecords::Shared(borrowed_part(key, value)?)
     };
-    expand_records(key, month, records, out)
+    expand_records(key, month, records, extra, out)
 }
 
-/// Appends `month`'s records, read back from their compact form at `key`, to `out`.
+/// Appends `month`'s records, read back from their compact form at `key`, to `out`, with room
+/// for `extra` more.
 fn expand_records(
     key: &[u8],
     month: u32,
     records: MonthRecords<'_>,
+    extra: usize,
     out: &mut Vec<AttendanceRecord>,
 ) -> Result<(), StoreError> {
     let year = i32::try_from(month / 12).map_err(|_| corrupt(key, "bad month"))? - 10_000;
     let month_of_year = time::Month::try_from(u8::try_from(month % 12 + 1).unwrap_or(1))
         .map_err(|_| corrupt(key, "bad month"))?;
+    let first = Date::from_calendar_date(year, month_of_year, 1)
+        .map_err(|e| corrupt(key, &e.to_string()))?;
+    let first_midnight = midnight_of(first);
     let record = |day: u8, status: u8, secs: i64, nanos: u32, event_id| -> Result<_, StoreError> {
-        let date = Date::from_calendar_date(year, month_of_year, day)
-            .map_err(|e| corrupt(key, &e.to_string()))?;
+        let date = first.replace_day(day).map_err(|e| corrupt(key, &e.to_string()))?;
         let status = *AttendanceStatus::ALL
             .get(usize::from(status))
             .ok_or_else(|| corrupt(key, "unknown attendance status"))?;
-        let midnight = date.midnight().assume_utc().unix_timestamp();
+        let midnight = first_midnight + (i64::from(day) - 1) * 86_400;
         let recorded_at = RecordedAt { secs: midnight + secs, nanos };
         Ok(AttendanceRecord { date, status, version: Version { recorded_at, event_id } })
     };
     match records {
         MonthRecords::Whole(records) => {
-            out.reserve(records.len());
+            out.reserve(records.len() + extra);
             for (day, status, secs, nanos, event_id) in records {
                 out.push(record(day, status, secs, nanos, event_id)?);
             }
         }
         MonthRecords::Shared(records) => {
-            out.reserve(records.len());
+            out.reserve(records.len() + extra);
             let first = out.len();
             for (day, status, secs, nanos, shared, rest) in records {
                 let before = out[first..].last().map_or("", |r| &*r.version.event_id);
@@ -1072,11 +1094,11 @@ mod tests {
         let month = month_of(day(1));
         let value = encode(&compact_month(&records));
         let mut read = Vec::new();
-        expand_month(b"k", month, &value, &mut read).unwrap();
+        expand_month(b"k", month, &value, 0, &mut read).unwrap();
         assert_eq!(read, records);
         // A store's format-3 months read back the same.
         let mut read = Vec::new();
-        expand_month(b"k", month, &format_3(&records), &mut read).unwrap();
+        expand_month(b"k", month, &format_3(&records), 0, &mut read).unwrap();
         assert_eq!(read, records);
         // A school month of one student's ids: under half the bytes of format 3.
         let school: Vec<AttendanceRecord> = (1..=20)
@@ -1092,7 +1114,7 @@ mod tests {
         // A record said to share more than the id before it has is refused, not guessed.
         let mut bad = compact_month(&records[..2]);
         bad[0].4 = 3;
-        let err = expand_month(b"k", month, &encode(&bad), &mut Vec::new()).unwrap_err();
+        let err = expand_month(b"k", month, &encode(&bad), 0, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("shares more"), "{err}");
     }
 
@@ -1115,7 +1137,7 @@ mod tests {
                     b'c' => {
                         let (head, month, compact) = read_current(prefix, &value).unwrap();
                         if let Some(month) = month {
-                            expand_records(&key, month, compact, &mut records).unwrap();
+                            expand_records(&key, month, compact, 0, &mut records).unwrap();
                         }
                         let whole: Vec<u8> = format_3(&records);
                         let mut value = vec![3];
@@ -1124,8 +1146,14 @@ mod tests {
                         value
                     }
                     b'm' => {
-                        expand_month(&key, month_in(&key, prefix).unwrap(), &value, &mut records)
-                            .unwrap();
+                        expand_month(
+                            &key,
+                            month_in(&key, prefix).unwrap(),
+                            &value,
+                            0,
+                            &mut records,
+                        )
+                        .unwrap();
                         format_3(&records)
                     }
                     _ => continue,
@@ -1162,6 +1190,7 @@ mod tests {
             let (start, next) = month_bounds(month_of(day)).unwrap();
             assert!(start <= day && day < next, "{day}: {start}..{next}");
             assert_eq!((month_of(start), month_of(next)), (month_of(day), month_of(day) + 1));
+            assert_eq!(midnight_of(day), day.midnight().assume_utc().unix_timestamp(), "{day}");
             day = day.next_day().unwrap();
         }
     }
