@@ -22,6 +22,9 @@ pub struct Load {
     pub rate: u64,
     /// Stop after this long (the district's days permitting); `None`: the whole district.
     pub duration: Option<Duration>,
+    /// The first school day produced: the days before it are made (the district is the same)
+    /// but not sent, as when a stream goes on from a history already produced.
+    pub from_day: u32,
     /// Only some partitions: the students whose partition ([`Split::partition_of`]) is one of
     /// these, each sent to it (a backlog in some partitions, a live stream in others); calendar
     /// records, which every instance reads whole, go to the first. `None`: every student, as
@@ -83,7 +86,11 @@ pub fn run(load: &Load) -> anyhow::Result<Produced> {
     let started = Instant::now();
     let mut events = 0u64;
     'days: for day in 0..load.district.days {
-        for e in district.day(day) {
+        let made = district.day(day);
+        if day < load.from_day {
+            continue;
+        }
+        for e in made {
             if load.duration.is_some_and(|d| started.elapsed() >= d) {
                 break 'days;
             }

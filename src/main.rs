@@ -94,6 +94,10 @@ enum Command {
         /// Stop after this many seconds (default: the whole district).
         #[arg(long)]
         seconds: Option<f64>,
+        /// The first school day to produce (0-based): the district's earlier days are made but
+        /// not sent, e.g. a live stream that goes on from a history produced before.
+        #[arg(long, default_value_t = 0)]
+        from_day: u32,
         /// Prefix of the topic names (`PREFIX.sis.attendance`, …); default: the plain names.
         #[arg(long, default_value = "")]
         topic_prefix: String,
@@ -272,7 +276,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Loadgen { district, brokers, rate, seconds, topic_prefix, partitions, of } => {
+        Command::Loadgen {
+            district,
+            brokers,
+            rate,
+            seconds,
+            from_day,
+            topic_prefix,
+            partitions,
+            of,
+        } => {
             let mut topics = ontrack::pipeline::Topics::default();
             if !topic_prefix.is_empty() {
                 for t in [
@@ -292,6 +305,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 topics,
                 rate,
                 duration: seconds.map(std::time::Duration::from_secs_f64),
+                from_day,
                 split: of.map(|of| ontrack::loadgen::Split { partitions, of }),
             };
             let produced = ontrack::loadgen::run(&load)?;
