@@ -83,12 +83,18 @@ pub fn run(load: &Load) -> anyhow::Result<Produced> {
         .create()
         .context("loadgen: cannot create the producer")?;
     let mut district = District::new(load.district.clone());
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut events = 0u64;
     'days: for day in 0..load.district.days {
         let made = district.day(day);
         if day < load.from_day {
             continue;
+        }
+        if day == load.from_day {
+            // The rate and the duration count from the first event sent, not from making the
+            // days before it (a large district's take seconds: sent at once, they would be a
+            // burst, not a stream at the rate).
+            started = Instant::now();
         }
         for e in made {
             if load.duration.is_some_and(|d| started.elapsed() >= d) {

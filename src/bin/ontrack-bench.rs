@@ -72,6 +72,10 @@ enum Command {
         /// Only events produced before UNTIL_MS.
         #[arg(long)]
         until_ms: Option<i64>,
+        /// Also print, to standard error, the flags by the second their events were produced in
+        /// (seconds after SINCE_MS): how many, and the largest latency.
+        #[arg(long)]
+        by_second: bool,
     },
     /// Produce a seeded synthetic district (absence-only feed: calendars, enrollments, absences
     /// and tardies, referrals, grades) as Ed-Fi DMS CDC v1 messages into PREFIX.edfi.dms, as
@@ -159,8 +163,8 @@ fn main() -> anyhow::Result<()> {
         Command::Dms { prefix, students, days, seed, out } => {
             dms(b, &prefix, students, days, seed, out.as_deref())
         }
-        Command::Latency { prefix, since_ms, until_ms } => {
-            latency(b, &prefix, since_ms, until_ms.unwrap_or(i64::MAX))
+        Command::Latency { prefix, since_ms, until_ms, by_second } => {
+            latency(b, &prefix, since_ms, until_ms.unwrap_or(i64::MAX), by_second)
         }
         Command::Fold {
             students,
@@ -437,8 +441,15 @@ fn caught_up(
     }
 }
 
-fn latency(brokers: &str, prefix: &str, since_ms: i64, until_ms: i64) -> anyhow::Result<()> {
+fn latency(
+    brokers: &str,
+    prefix: &str,
+    since_ms: i64,
+    until_ms: i64,
+    by_second: bool,
+) -> anyhow::Result<()> {
     let mut ms: Vec<i64> = Vec::new();
+    let mut seconds = std::collections::BTreeMap::<i64, (u64, i64)>::new();
     read_all(brokers, &[format!("{prefix}.ontrack.flags")], |m| {
         let source = m
             .headers()
@@ -450,8 +461,16 @@ fn latency(brokers: &str, prefix: &str, since_ms: i64, until_ms: i64) -> anyhow:
             && (since_ms..until_ms).contains(&source)
         {
             ms.push(acked - source);
+            let second = seconds.entry((source - since_ms) / 1000).or_default();
+            second.0 += 1;
+            second.1 = second.1.max(acked - source);
         }
     })?;
+    if by_second {
+        for (second, (flags, max)) in &seconds {
+            eprintln!("second={second} flags={flags} max_ms={max}");
+        }
+    }
     anyhow::ensure!(!ms.is_empty(), "no flag caused by an event produced after {since_ms}");
     ms.sort_unstable();
     let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
