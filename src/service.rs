@@ -22,7 +22,7 @@ use crate::kafka::consumer::{self, Context, GlobalContext, Rebalance};
 use crate::kafka::merge::{Merge, Next};
 use crate::kafka::publisher::Publisher;
 use crate::notify::Notifications;
-use crate::pipeline::{BatchSize, InputMessage, Pipeline, SMALLEST_BATCH};
+use crate::pipeline::{BatchSize, InputMessage, Pipeline};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -57,13 +57,6 @@ const POLL_BURST: usize = 20_000;
 /// step 9).
 const LIVE_BATCH: usize = 500;
 const LIVE_WINDOW: Duration = Duration::from_secs(1);
-
-/// A record produced this recently (by its Kafka timestamp, against this machine's clock) counts
-/// as live for the batch's size, even before its group is seen caught up: a live group's
-/// partitions are often a fetch behind their watermark while a backlog fills librdkafka's queue,
-/// and a backlog's batch of 50,000 takes half a second. Sizing only: the time order and the day
-/// clocks go by the merge alone.
-const FRESH: Duration = Duration::from_secs(2);
 
 /// How often the loop checks, while idle, whether a partition group has caught up (see
 /// `Worker::due`).
@@ -140,7 +133,6 @@ fn serve(
                 .held(),
         ),
         live_at: Mutex::default(),
-        caught_up_at: Mutex::default(),
         handed: Mutex::new((BTreeSet::new(), Instant::now())),
         group_topics: t.inputs().map(str::to_owned).to_vec(),
         calendar_topic: t.calendar.clone(),
@@ -316,10 +308,6 @@ struct Worker {
     merge: Mutex<Merge>,
     /// When a batch last took a live record (see [`LIVE_BATCH`]).
     live_at: Mutex<Option<Instant>>,
-    /// When a batch was last handed over with a partition group caught up: while one is, a
-    /// backlog's batches are no larger than [`SMALLEST_BATCH`], so that the group's next record
-    /// does not wait long for one.
-    caught_up_at: Mutex<Option<Instant>>,
     /// The partition groups caught up when the last batch was handed over, and when they were
     /// last compared with the merge's.
     handed: Mutex<(BTreeSet<i32>, Instant)>,
@@ -359,14 +347,9 @@ impl Worker {
     fn release(&self, watermarks: &BaseConsumer) {
         let mut merge = self.merge();
         let (now, mut full) = (Instant::now(), self.full());
-        let fresh_from = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX, |d| i64::try_from((d - FRESH).as_millis()).unwrap_or(i64::MAX));
         while self.inflight().messages.len() < full {
             match merge.next(now) {
                 Next::Ready { message, live } => {
-                    let fresh = message.timestamp().to_millis().is_some_and(|t| t >= fresh_from);
-                    let live = live || fresh;
                     if live {
                         full = full.min(LIVE_BATCH);
                     }
@@ -434,15 +417,9 @@ impl Worker {
     /// The messages of a full batch now.
     fn full(&self) -> usize {
         let full = self.size.lock().unwrap_or_else(PoisonError::into_inner).next();
-        let recent = |at: &Mutex<Option<Instant>>| {
-            at.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some_and(|at| at.elapsed() < LIVE_WINDOW)
-        };
-        if recent(&self.live_at) {
+        let live_at = *self.live_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if live_at.is_some_and(|at| at.elapsed() < LIVE_WINDOW) {
             full.min(LIVE_BATCH)
-        } else if recent(&self.caught_up_at) {
-            full.min(SMALLEST_BATCH)
         } else {
             full
         }
@@ -509,10 +486,6 @@ impl Worker {
         let offsets = self.committed(true)?.unwrap_or_default();
         let messages = std::mem::take(&mut *self.inflight()).messages;
         let caught_up = self.merge().caught_up_groups();
-        if !caught_up.is_empty() {
-            *self.caught_up_at.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(Instant::now());
-        }
         let mut handed = self.handed.lock().unwrap_or_else(PoisonError::into_inner);
         if !messages.is_empty() || caught_up.iter().any(|p| !handed.0.contains(p)) {
             *handed = (caught_up.clone(), Instant::now());
