@@ -42,7 +42,8 @@ pub const PREFIXES: [(u8, &str); 5] = [
     (OUTBOX.prefix(), OUTBOX.name),
 ];
 
-/// Version of the store's keys and values; a store of another format is refused at open.
+/// Version of the store's keys and values; a store of a format this version does not read
+/// ([`READS_FROM`] to this one) is refused at open.
 /// 1: whole states under `s` + student_id (sled). 2: states in parts. 3: the small parts in
 /// one cold part, with the fingerprints of the attendance a hot state does not hold. 4: a
 /// month's attendance records store each event id as what it shares with the one before and
@@ -82,7 +83,7 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error(
         "store: {dir} was written by another version of ontrack (store format {found}, this one \
-         reads {FORMAT}); move it away (or point data_dir elsewhere) and start again: ontrack \
+         reads {READS_FROM} to {FORMAT}); move it away (or point data_dir elsewhere) and start again: ontrack \
          rebuilds the state from the topics' beginning"
     )]
     Format { dir: String, found: u8 },
