@@ -1,6 +1,6 @@
 //! Student states kept between batches: most events find their student here instead of
 //! reading the stored state. Decoded while they fit `batch.state_cache_mib`; the others packed
-//! as the store has them (≈ 2.3 KB against 3.3 KB decoded, by day 60) while they fit
+//! as the store has them (by day 60 ≈ 2.3 KB in format 3, less in format 4; ≈ 3.3 KB decoded) while they fit
 //! `batch.packed_cache_mib`: a packed state costs a decode, not the LSM tree's point reads.
 
 use std::collections::HashMap;
@@ -15,9 +15,10 @@ use crate::store::{StoreError, Stored};
 /// likely fragments the heap) for no gain in speed.
 pub const DEFAULT_CACHE_MIB: usize = 128;
 
-/// Memory for packed states by default, in MiB. A packed hot state is ≈ 2.3 KB by day 60 (its
-/// grades and the last two months' records, as stored; decoded ≈ 3.3 KB). Measured (fold
-/// harness, 100,000 × 60): none 57.4k events/s, 0.55 of the states found in memory, 765 MiB;
+/// Memory for packed states by default, in MiB. A packed hot state was ≈ 2.3 KB by day 60 in
+/// format 3 (its grades and the last two months' records, as stored; decoded ≈ 3.3 KB), less in
+/// format 4 (64 MiB then found 0.97 of the states in memory, against 0.89). Measured (fold
+/// harness, 100,000 × 60, format 3): none 57.4k events/s, 0.55 of the states found in memory, 765 MiB;
 /// 64 MiB 70.0k, 0.87, 852 MiB; 128 MiB 71–76k, 0.98, 917–959 MiB — and 128 took a
 /// 1,000,000-student district to 1,003 MiB (from 804).
 pub const DEFAULT_PACKED_MIB: usize = 64;
