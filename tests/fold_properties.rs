@@ -132,7 +132,7 @@ enum Kept {
     StoreAside,
     /// The state written, kept in memory with its referrals and grades set aside.
     Aside,
-    /// The same, packed and unpacked.
+    /// The same, packed (from the packed form it was unpacked from, if it was) and unpacked.
     Packed,
 }
 
@@ -174,8 +174,8 @@ fn fold_through_store(
             if !matches!(how, Kept::Store) {
                 states::set_aside(&mut stored);
             }
-            if let (Kept::Packed, Some(packed)) = (how, states::pack(&stored)) {
-                stored = states::unpack("stu-0001", &packed).unwrap();
+            if let (Kept::Packed, Some(packed)) = (how, states::repack(&mut stored)) {
+                stored = states::unpack_kept("stu-0001", packed).unwrap();
             }
             hot += usize::from(!stored.state.is_whole());
         }

@@ -1,7 +1,8 @@
 //! Student states kept between batches: most events find their student here instead of
 //! reading the stored state. Decoded while they fit `batch.state_cache_mib`; the others packed
-//! as the store has them (by day 60 ≈ 2.3 KB in format 3, less in format 4; ≈ 3.3 KB decoded) while they fit
-//! `batch.packed_cache_mib`: a packed state costs a decode, not the LSM tree's point reads.
+//! as the store has them (by day 60 ≈ 2.3 KB in format 3, less in format 4; ≈ 3.3 KB decoded)
+//! while they fit `batch.packed_cache_mib`: a packed state costs a decode, not the LSM tree's
+//! point reads.
 
 use std::collections::HashMap;
 
@@ -18,8 +19,8 @@ pub const DEFAULT_CACHE_MIB: usize = 128;
 /// Memory for packed states by default, in MiB. A packed hot state was ≈ 2.3 KB by day 60 in
 /// format 3 (its grades and the last two months' records, as stored; decoded ≈ 3.3 KB), less in
 /// format 4 (64 MiB then found 0.97 of the states in memory, against 0.89). Measured (fold
-/// harness, 100,000 × 60, format 3): none 57.4k events/s, 0.55 of the states found in memory, 765 MiB;
-/// 64 MiB 70.0k, 0.87, 852 MiB; 128 MiB 71–76k, 0.98, 917–959 MiB — and 128 took a
+/// harness, 100,000 × 60, format 3): none 57.4k events/s, 0.55 of the states found in memory,
+/// 765 MiB; 64 MiB 70.0k, 0.87, 852 MiB; 128 MiB 71–76k, 0.98, 917–959 MiB — and 128 took a
 /// 1,000,000-student district to 1,003 MiB (from 804).
 pub const DEFAULT_PACKED_MIB: usize = 64;
 
@@ -132,12 +133,11 @@ impl StateCache {
                 set_aside(&mut t.stored);
             }
             // Measured (every record read) only when it may fit.
-            let at_least = cached_bytes_at_least(&id, &t.stored.state);
-            let bytes = match self.bytes + at_least <= limits.decoded {
-                true => stored_bytes(&id, &t.stored),
-                false => usize::MAX,
-            };
-            if self.bytes.saturating_add(bytes) <= limits.decoded {
+            let fits = |bytes: usize| self.bytes + bytes <= limits.decoded;
+            let decoded = fits(cached_bytes_at_least(&id, &t.stored.state))
+                .then(|| stored_bytes(&id, &t.stored))
+                .filter(|bytes| fits(*bytes));
+            if let Some(bytes) = decoded {
                 self.bytes += bytes;
                 t.stored.forget_packed();
                 self.states.insert(id, (Box::new(t.stored), bytes));

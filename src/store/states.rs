@@ -272,7 +272,6 @@ pub fn write(
         STUDENTS_BY_PARTITION.put(batch, &(partition, student_id), &());
     }
     let mut changes = stored.state.take_changes();
-    stored.repack.current = None;
     let state = &stored.state;
     if new_in.is_some() {
         let (attendance, referrals, grades, assignment) = state.records();
@@ -301,6 +300,7 @@ pub fn write(
     let reshaped = new_in.is_some() || months.iter().chain(&moved).any(|m| Some(*m) != current);
     if changes.head || moved.is_some() || current.is_some_and(|m| months.contains(&m)) {
         let value = current_part(state, current);
+        // The latest written: a later write that writes no current part leaves it as it is.
         stored.repack.current = Some(value.clone());
         batch.insert(part_key(&prefix, b'c'), value);
     }
@@ -706,10 +706,19 @@ fn midnight_of(date: Date) -> i64 {
     (i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY) * 86_400
 }
 
+/// The store format whose months hold each event id whole ([`MonthRecords::Whole`]); values
+/// written since start with a later one.
+const WHOLE_IDS_FORMAT: u8 = 3;
+
+/// Whether `value` (a current part or a month) was written with whole event ids.
+fn has_whole_ids(value: &[u8]) -> bool {
+    value.first() == Some(&WHOLE_IDS_FORMAT)
+}
+
 /// A current part, read in the format it was written in (3 or 4: they differ only in how a
 /// month's records are written).
 fn read_current<'a>(key: &[u8], value: &'a [u8]) -> Result<Current<'a>, StoreError> {
-    if value.first() == Some(&3) {
+    if has_whole_ids(value) {
         let (head, month, whole) = part(key, value)?;
         return Ok((head, month, MonthRecords::Whole(whole)));
     }
@@ -725,7 +734,7 @@ fn expand_month(
     extra: usize,
     out: &mut Vec<AttendanceRecord>,
 ) -> Result<(), StoreError> {
-    let records = if value.first() == Some(&3) {
+    let records = if has_whole_ids(value) {
         MonthRecords::Whole(part(key, value)?)
     } else {
         MonthRecords::Shared(borrowed_part(key, value)?)
@@ -959,6 +968,9 @@ mod tests {
             let mut batch = store.batch();
             for (id, stored) in &mut touched {
                 write(&mut batch, id, stored, None);
+                // Written again with nothing changed since (as a later batch of duplicates
+                // only would): it writes nothing, and packs as before.
+                assert_eq!(write(&mut batch, id, stored, None), 0, "{id}");
             }
             store.commit(batch).unwrap();
             for (i, (id, stored)) in touched.into_iter().enumerate() {
@@ -1057,7 +1069,7 @@ mod tests {
                 (day, status, secs, nanos, &*r.version.event_id)
             })
             .collect();
-        let mut value = vec![3];
+        let mut value = vec![WHOLE_IDS_FORMAT];
         value.extend(postcard_of(&whole));
         value
     }
@@ -1142,7 +1154,7 @@ mod tests {
                             expand_records(&key, month, compact, 0, &mut records).unwrap();
                         }
                         let whole: Vec<u8> = format_3(&records);
-                        let mut value = vec![3];
+                        let mut value = vec![WHOLE_IDS_FORMAT];
                         value.extend(postcard_of(&(head, month)));
                         value.extend(&whole[1..]);
                         value
